@@ -1,0 +1,2 @@
+"""Model architectures. Importing this package registers every model."""
+from ninshiki.models import classify  # noqa: F401
