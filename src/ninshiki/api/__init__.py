@@ -1,0 +1,1 @@
+"""The Python API that the CLI calls: one module per command."""

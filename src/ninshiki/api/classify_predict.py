@@ -1,0 +1,95 @@
+"""`ninshiki classify predict`: top-k classes for an image, a folder or a glob of images."""
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ninshiki.api.weights_record import TrainedClassifier, load_classifier
+from ninshiki.config import PredictConfig
+from ninshiki.engine.runtime import resolve_device
+from ninshiki.io import write_json, write_text
+from ninshiki.structures import split_logits
+
+
+def find_images(source: str) -> list[Path]:
+    """An image file, a folder (searched recursively) or a glob pattern -> sorted image paths."""
+    from ninshiki.data.formats.imagefolder import is_image_file
+
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p)
+                      and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if glob.has_magic(source):
+        return sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+    raise FileNotFoundError(f"--source {source}: no such file or folder")
+
+
+def _decode(paths: list[Path], trained: TrainedClassifier) -> tuple[list[Path], torch.Tensor | None, list[str]]:
+    """Read and size a chunk of images; unreadable ones are named and skipped."""
+    from ninshiki.data.images import ImageReadError, read_image, resize_to
+
+    kept, images, skipped = [], [], []
+    for path in paths:
+        try:
+            images.append(resize_to(read_image(path, channels=trained.channels), trained.image_size))
+            kept.append(path)
+        except ImageReadError as error:
+            warnings.warn(f"skipped {error}", stacklevel=2)
+            skipped.append(str(error))
+    return kept, (torch.stack(images) if images else None), skipped
+
+
+@torch.no_grad()
+def predict(config: PredictConfig) -> list[dict]:
+    """Classify every image of `config.source`; returns one dict per image (path, top-k labels and probabilities)."""
+    from ninshiki.metrics.classification import topk_predictions
+
+    if not config.weights:
+        raise ValueError("classify predict needs --weights")
+    paths = find_images(config.source)
+    if not paths:
+        raise FileNotFoundError(f"--source {config.source}: no image files found")
+    device = resolve_device(config.device)
+    trained = load_classifier(config.weights, config.model)
+    model = trained.model.to(device)
+    results, skipped, shown = [], [], []
+    for start in tqdm(range(0, len(paths), config.batch_size), desc="predict", unit="batch", leave=False):
+        kept, images, bad = _decode(paths[start:start + config.batch_size], trained)
+        skipped.extend(bad)
+        if images is None:
+            continue
+        logits = split_logits(model(trained.normalizer(images.to(device))))[0]
+        for path, top in zip(kept, topk_predictions(logits.float().cpu(), config.topk, trained.classes)):
+            results.append({"path": str(path), "top": [{"label": label, "prob": prob} for label, prob in top]})
+        if len(shown) < 32:
+            shown.extend(images[: 32 - len(shown)])
+    _write(Path(config.out), results, skipped, shown)
+    return results
+
+
+def _write(out: Path, results: list[dict], skipped: list[str], shown: list[torch.Tensor]) -> None:
+    from ninshiki.viz.predictions import save_prediction_grid
+
+    write_json(out / "predictions.json", results)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", "prob"])
+    for item in results:
+        writer.writerow([item["path"], item["top"][0]["label"], f"{item['top'][0]['prob']:.6f}"])
+    write_text(out / "predictions.csv", buffer.getvalue())
+    if shown:
+        firsts = [(r["top"][0]["label"], r["top"][0]["prob"]) for r in results[: len(shown)]]
+        save_prediction_grid(torch.stack(shown), firsts, out / "predictions.png")
+    if skipped:
+        write_text(out / "skipped.txt", "\n".join(skipped) + "\n")
+        print(f"skipped {len(skipped)} unreadable file(s); listed in {out / 'skipped.txt'}", file=sys.stderr)
+    print(f"classified {len(results)} image(s); results in {out}", flush=True)

@@ -1,0 +1,146 @@
+"""`ninshiki classify train`: build everything a run needs from its config, fit, write the results."""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ninshiki.config import TrainConfig, build_config, load_yaml, to_yaml
+from ninshiki.engine import checkpoint
+from ninshiki.engine.batches import Normalizer, make_batches
+from ninshiki.engine.loop import StepContext
+from ninshiki.engine.optim import lr_factor, make_optimizer, make_scheduler
+from ninshiki.engine.runtime import Runtime, make_runtime
+from ninshiki.engine.trainer import EpochCallback, Progress, TrainSetup, fit, restore
+from ninshiki.io import write_json, write_text
+from ninshiki.tasks.classify import ClassifyTask
+
+log = logging.getLogger(__name__)
+HARDWARE_FIELDS = ("device", "workers", "amp", "channels_last", "compile")   # may differ on resume
+
+
+def resolve_resume(config: TrainConfig) -> TrainConfig:
+    """`--resume OUT` continues OUT's run with OUT's own config; only hardware fields may change."""
+    if not config.resume:
+        return config
+    run_dir = Path(config.resume)
+    saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
+    if saved is None:
+        raise FileNotFoundError(f"--resume {run_dir}: no config.yaml there; is it a ninshiki training run folder?")
+    saved.update({name: getattr(config, name) for name in HARDWARE_FIELDS})
+    saved.update(out=str(run_dir), resume=str(run_dir))
+    return build_config(TrainConfig, saved, source=str(run_dir / "config.yaml"))
+
+
+def _load_data(config: TrainConfig):
+    from ninshiki.data.datasets import load_classification_data
+
+    return load_classification_data(config.data, data_root=config.data_root, val_data=config.val_data,
+                                    val_split=config.val_split, image_size=config.image_size, seed=config.seed,
+                                    strict=config.strict)
+
+
+def _normalizer(config: TrainConfig, train_split) -> Normalizer:
+    record = checkpoint.read_record(config.weights) if config.weights else {}
+    if "mean" in record and "std" in record:
+        return Normalizer(tuple(record["mean"]), tuple(record["std"]))   # fine-tuning one of our own runs
+    images = getattr(train_split, "images", None)
+    if images is None:   # streamed from disk: estimate from a fixed sample
+        picks = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(0))[:256].tolist()
+        images = torch.stack([train_split[i][0] for i in picks if train_split[i][0] is not None])
+    return Normalizer.fit(images)
+
+
+def build_setup(config: TrainConfig, runtime: Runtime) -> TrainSetup:
+    from ninshiki.models.weights import create_model
+
+    torch.manual_seed(config.seed)
+    data = _load_data(config)
+    if data.train is None or len(data.train) == 0:
+        raise ValueError(f"{config.data}: no training images")
+    normalizer = _normalizer(config, data.train)
+    bare = create_model(config.model, num_classes=len(data.classes), in_channels=data.channels, weights=config.weights)
+    bare.to(runtime.device)
+    if runtime.channels_last:
+        bare.to(memory_format=torch.channels_last)
+    model = bare
+    if runtime.distributed:
+        model = DistributedDataParallel(bare, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
+    if config.compile:
+        model = torch.compile(model)
+    train_batches = make_batches(data.train, runtime, workers=config.workers)
+    steps = train_batches.num_batches(config.batch_size, drop_last=len(train_batches) > config.batch_size)
+    optimizer = make_optimizer(bare, name=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
+                               momentum=config.momentum, nesterov=config.nesterov)
+    scheduler = make_scheduler(optimizer, lr_factor(schedule=config.schedule, total_steps=steps * config.epochs,
+                                                    warmup_steps=round(config.warmup_epochs * steps),
+                                                    steps_per_epoch=steps, step_epochs=config.step_epochs,
+                                                    gamma=config.gamma))
+    ema = None
+    if config.ema:
+        ema = torch.optim.swa_utils.AveragedModel(
+            bare, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    ctx = StepContext(model=model, task=ClassifyTask(label_smoothing=config.label_smoothing, aux_weight=config.aux_weight),
+                      optimizer=optimizer, scheduler=scheduler, normalizer=normalizer, runtime=runtime,
+                      clip_grad=config.clip_grad, ema=ema)
+    record = {"model": config.model, "task": "classify", "classes": list(data.classes), "channels": data.channels,
+              "image_size": list(data.image_size), "mean": list(normalizer.mean), "std": list(normalizer.std)}
+    val = make_batches(data.val, runtime, workers=config.workers) if data.val is not None and len(data.val) else None
+    return TrainSetup(config, runtime, model, bare, ctx, train_batches, val, list(data.classes), record,
+                      skipped=list(data.skipped))
+
+
+def train(config: TrainConfig, *, callbacks: Sequence[EpochCallback] = ()) -> dict[str, float]:
+    """Train a classifier as `config` says; returns the metrics also written to OUT/metrics.json."""
+    config = resolve_resume(config)
+    runtime = make_runtime(device=config.device, amp=config.amp, channels_last=config.channels_last)
+    setup = build_setup(config, runtime)
+    out = Path(config.out)
+    progress = restore(setup, out) if config.resume else Progress()
+    if runtime.is_main:
+        write_text(out / "config.yaml", to_yaml(config))
+        _announce(setup, progress)
+    progress = fit(setup, progress, callbacks=callbacks)
+    metrics = summarise(progress)
+    if runtime.is_main:
+        write_results(setup, progress, metrics, out)
+    return metrics
+
+
+def _announce(setup: TrainSetup, progress: Progress) -> None:
+    cfg, rt = setup.config, setup.runtime
+    params = sum(p.numel() for p in setup.bare_model.parameters()) / 1e6
+    what = f"resuming at epoch {progress.epoch + 1}" if progress.epoch else "training"
+    amp = "bf16" if rt.amp_dtype is torch.bfloat16 else "fp32"
+    print(f"{what} {cfg.model} ({params:.2f}M params) on {cfg.data}: {len(setup.train_batches)} train / "
+          f"{len(setup.val_batches) if setup.val_batches else 0} val images, {len(setup.class_names)} classes; "
+          f"{rt.device} {amp}{' channels_last' if rt.channels_last else ''}"
+          f"{f', {rt.world_size} processes' if rt.distributed else ''}", file=sys.stderr, flush=True)
+
+
+def summarise(progress: Progress) -> dict[str, float]:
+    last = progress.history[-1] if progress.history else {}
+    summary = {k: float(v) for k, v in progress.best_metrics.items()}
+    summary.update(best_epoch=float(progress.best_epoch), epochs=float(progress.epoch),
+                   train_loss=float(last.get("train_loss", float("nan"))),
+                   train_time_s=float(sum(r.get("epoch_time_s", 0.0) for r in progress.history)))
+    return summary
+
+
+def write_results(setup: TrainSetup, progress: Progress, metrics: dict[str, float], out: Path) -> None:
+    from ninshiki.api.reports import write_classification_report
+    from ninshiki.viz.curves import save_training_curves
+
+    write_json(out / "metrics.json", metrics)
+    if progress.best_confusion is not None:
+        write_classification_report(out, progress.best_confusion, setup.class_names)
+    save_training_curves(out / "log.csv", out / "curves.png")
+    if setup.skipped:
+        write_text(out / "skipped.txt", "\n".join(setup.skipped) + "\n")
+        print(f"skipped {len(setup.skipped)} unreadable file(s); listed in {out / 'skipped.txt'}", file=sys.stderr)
+    best = f"top-1 {metrics['top1']:.4f} at epoch {int(metrics['best_epoch'])}" if "top1" in metrics else "done"
+    print(f"{best}; results in {out}", flush=True)

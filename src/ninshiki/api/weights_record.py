@@ -1,0 +1,43 @@
+"""Open a trained classifier from its weights file and the record inside it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ninshiki.engine import checkpoint
+from ninshiki.engine.batches import Normalizer
+
+
+@dataclass
+class TrainedClassifier:
+    model: nn.Module
+    name: str
+    classes: list[str]
+    channels: int
+    image_size: tuple[int, int]
+    normalizer: Normalizer
+
+
+def read_classifier_record(weights: str, model: str | None) -> dict[str, Any]:
+    """The weights' record, checked against the model name the user gave (if any)."""
+    record = checkpoint.read_record(weights)
+    if not record:
+        raise ValueError(f"{weights}: has no ninshiki record (classes, input size, normalisation); "
+                         "give weights written by `ninshiki classify train`")
+    if record.get("task") != "classify":
+        raise ValueError(f"{weights}: holds a {record.get('task')!r} model, not a classifier")
+    if model is not None and model != record["model"]:
+        raise ValueError(f"{weights}: was trained as {record['model']!r}, but --model {model} was given")
+    return record
+
+
+def load_classifier(weights: str, model: str | None = None) -> TrainedClassifier:
+    from ninshiki.models.weights import create_model
+
+    record = read_classifier_record(weights, model)
+    net = create_model(record["model"], num_classes=len(record["classes"]), in_channels=record["channels"],
+                       weights=weights)
+    return TrainedClassifier(net.eval(), record["model"], list(record["classes"]), int(record["channels"]),
+                             tuple(record["image_size"]), Normalizer(tuple(record["mean"]), tuple(record["std"])))

@@ -1,0 +1,113 @@
+"""One training epoch and one evaluation pass. Nothing here writes files."""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ninshiki.engine.batches import Batch, Normalizer
+from ninshiki.engine.runtime import Runtime, all_reduce_sum
+from ninshiki.tasks.classify import ClassifyTask
+
+CHECK_EVERY = 10   # steps between host syncs to check the loss is finite (a sync per step stalls a GPU)
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+@dataclass
+class StepContext:
+    """What a training step needs besides the batch."""
+    model: nn.Module
+    task: ClassifyTask
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    normalizer: Normalizer
+    runtime: Runtime
+    clip_grad: float | None = None
+    ema: torch.optim.swa_utils.AveragedModel | None = None
+    augment: Callable[[Tensor], Tensor] | None = None
+
+
+def _check_finite(recent: list[Tensor], first_step: int, epoch: int) -> None:
+    values = torch.stack(recent).tolist()
+    for offset, value in enumerate(values):
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"loss became {value} at step {first_step + offset} (epoch {epoch + 1}); stopping. "
+                "Try a lower --lr, --clip-grad 1.0 or --amp off. Checkpoints from earlier epochs are kept.")
+
+
+def train_one_epoch(ctx: StepContext, batches: Iterable[Batch], *, epoch: int, global_step: int,
+                    progress=None) -> tuple[dict[str, float], int, list[str]]:
+    """Returns (mean losses and throughput, the global step after the epoch, skipped-file messages)."""
+    ctx.model.train()
+    sums: dict[str, Tensor] = {}
+    seen, recent, skipped = 0, [], []
+    start = time.perf_counter()
+    for batch in batches:
+        skipped.extend(batch.skipped)
+        images = batch.images if ctx.augment is None else ctx.augment(batch.images)
+        inputs = ctx.normalizer(images, channels_last=ctx.runtime.channels_last)
+        with ctx.runtime.autocast():
+            losses = ctx.task.loss(ctx.model(inputs), batch.labels)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        if ctx.clip_grad:
+            torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.clip_grad)
+        ctx.optimizer.step()
+        ctx.scheduler.step()
+        if ctx.ema is not None:
+            ctx.ema.update_parameters(ctx.model)
+        n = batch.labels.shape[0]
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0) + value.detach().float() * n
+        seen += n
+        global_step += 1
+        recent.append(losses["loss"].detach().float())
+        if len(recent) == CHECK_EVERY:
+            _check_finite(recent, global_step - len(recent) + 1, epoch)
+            recent = []
+            if progress is not None:
+                progress.set_postfix(loss=f"{float(sums['loss']) / seen:.4f}", lr=f"{ctx.scheduler.get_last_lr()[0]:.3g}")
+        if progress is not None:
+            progress.update(1)
+    if recent:
+        _check_finite(recent, global_step - len(recent) + 1, epoch)
+    elapsed = time.perf_counter() - start
+    totals = all_reduce_sum(torch.stack([sums[k] for k in sorted(sums)] + [torch.tensor(float(seen), device=ctx.runtime.device)]))
+    count = float(totals[-1])
+    result = {f"train_{k}": float(v) / max(count, 1.0) for k, v in zip(sorted(sums), totals[:-1])}
+    result["train_images_per_s"] = count / max(elapsed, 1e-9)
+    return result, global_step, skipped
+
+
+@torch.no_grad()
+def evaluate_batches(model: nn.Module, task: ClassifyTask, batches: Iterable[Batch], normalizer: Normalizer,
+                     runtime: Runtime, metric) -> tuple[float, list[str]]:
+    """Fill `metric` (reduced across ranks) and return (mean loss over all ranks, skipped-file messages)."""
+    model.eval()
+    metric.reset()
+    loss_sum = torch.zeros((), device=runtime.device, dtype=torch.float64)
+    count = torch.zeros((), device=runtime.device, dtype=torch.float64)
+    skipped: list[str] = []
+    for batch in batches:
+        skipped.extend(batch.skipped)
+        inputs = normalizer(batch.images, channels_last=runtime.channels_last)
+        with runtime.autocast():
+            raw = model(inputs)
+        logits = task.logits(raw).float()
+        loss_sum += task.loss(logits, batch.labels)["loss"].double() * batch.labels.shape[0]
+        count += batch.labels.shape[0]
+        metric.update(logits, batch.labels)
+    metric.all_reduce()
+    totals = all_reduce_sum(torch.stack([loss_sum, count]))
+    if skipped:
+        warnings.warn(f"{len(skipped)} unreadable file(s) skipped during evaluation", stacklevel=2)
+    return float(totals[0] / totals[1].clamp(min=1)), skipped
