@@ -48,11 +48,17 @@ def _normalizer(config: TrainConfig, train_split) -> Normalizer:
     record = checkpoint.read_record(config.weights) if config.weights else {}
     if "mean" in record and "std" in record:
         return Normalizer(tuple(record["mean"]), tuple(record["std"]))   # fine-tuning one of our own runs
-    images = getattr(train_split, "images", None)
-    if images is None:   # streamed from disk: estimate from a fixed sample
-        picks = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(0))[:256].tolist()
-        images = torch.stack([train_split[i][0] for i in picks if train_split[i][0] is not None])
-    return Normalizer.fit(images)
+    from ninshiki.data.datasets import InMemorySplit
+
+    if isinstance(train_split, InMemorySplit):
+        return Normalizer.fit(train_split.images)
+    # Streamed or resized on access: estimate from a fixed sample of readable images.
+    picks = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(0))[:256].tolist()
+    items = (train_split[i][0] for i in picks)
+    images = [image for image in items if isinstance(image, torch.Tensor)]
+    if not images:
+        raise ValueError("no readable training image to compute normalisation statistics from")
+    return Normalizer.fit(torch.stack(images))
 
 
 def build_setup(config: TrainConfig, runtime: Runtime) -> TrainSetup:
