@@ -27,6 +27,7 @@ class TrainConfig:
     val_split: float = 0.1               # fraction held out, stratified, when the data has no split
     image_size: int | None = None        # square input size; None = native for built-ins, 224 for folders
     strict: bool = False                 # unreadable files are errors instead of counted skips
+    memory_limit_mb: int = 2048          # decoded sets up to this size are held in memory; larger ones stream
     model: str = "resnet20"
     weights: str | None = None           # initial weights: safetensors or a torchvision checkpoint
     epochs: int = 10
@@ -77,6 +78,7 @@ class EvalConfig:
     val_data: str | None = None
     val_split: float = 0.1
     strict: bool = False
+    memory_limit_mb: int = 2048
     model: str | None = None             # checked against the weights' own record when given
     weights: str = ""
     batch_size: int = 256

@@ -83,3 +83,12 @@ def test_models_lists_the_classifiers(capsys) -> None:
     listed = capsys.readouterr().out
     for name in ("alexnet", "vgg16_bn", "googlenet", "resnet152", "resnet20", "vgg_small"):
         assert f"\n{name} " in listed
+
+
+def test_sets_too_big_for_memory_stream_from_disk_with_workers(tiny_folder, tmp_path) -> None:
+    out = tmp_path / "streamed"
+    assert main(["classify", "train", "--data", str(tiny_folder), *TRAIN, "--epochs", "1", "--memory-limit-mb", "0",
+                 "--workers", "2", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["top1"] <= 1.0
+    assert "broken.png" in (out / "skipped.txt").read_text()

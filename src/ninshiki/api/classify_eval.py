@@ -35,7 +35,7 @@ def evaluate(config: EvalConfig) -> dict[str, float]:
     trained = load_classifier(config.weights, config.model)
     data = load_classification_data(config.data, data_root=config.data_root, val_data=config.val_data,
                                     val_split=config.val_split, image_size=trained.image_size,
-                                    channels=trained.channels, seed=config.seed, strict=config.strict)
+                                    channels=trained.channels, seed=config.seed, strict=config.strict, memory_limit_mb=config.memory_limit_mb)
     _check_classes(data.classes, trained.classes, config.data)
     if data.val is None or len(data.val) == 0:
         raise ValueError(f"{config.data}: no validation images")

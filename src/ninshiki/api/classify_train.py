@@ -41,21 +41,21 @@ def _load_data(config: TrainConfig):
 
     return load_classification_data(config.data, data_root=config.data_root, val_data=config.val_data,
                                     val_split=config.val_split, image_size=config.image_size, seed=config.seed,
-                                    strict=config.strict)
+                                    strict=config.strict, memory_limit_mb=config.memory_limit_mb)
 
 
 def _normalizer(config: TrainConfig, train_split) -> Normalizer:
     record = checkpoint.read_record(config.weights) if config.weights else {}
     if "mean" in record and "std" in record:
         return Normalizer(tuple(record["mean"]), tuple(record["std"]))   # fine-tuning one of our own runs
-    from ninshiki.data.datasets import InMemorySplit
+    from ninshiki.data.datasets import InMemorySplit, Unreadable
 
     if isinstance(train_split, InMemorySplit):
         return Normalizer.fit(train_split.images)
     # Streamed or resized on access: estimate from a fixed sample of readable images.
     picks = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(0))[:256].tolist()
-    items = (train_split[i][0] for i in picks)
-    images = [image for image in items if isinstance(image, torch.Tensor)]
+    items = (train_split[i] for i in picks)
+    images = [item[0] for item in items if not isinstance(item, Unreadable)]
     if not images:
         raise ValueError("no readable training image to compute normalisation statistics from")
     return Normalizer.fit(torch.stack(images))

@@ -7,6 +7,7 @@ finished epoch, and every epoch draws its batch order and augmentation from gene
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -96,6 +97,14 @@ def _write_epoch(setup: TrainSetup, progress: Progress, out: Path, improved: boo
     write_epoch_log(out / "log.csv", progress.history)
 
 
+def _note_skipped(setup: TrainSetup, messages: list[str]) -> None:
+    """Warn once per unreadable file met while streaming (every epoch meets it again)."""
+    for message in messages:
+        if message not in setup.skipped:
+            warnings.warn(f"skipping unreadable image {message}", stacklevel=2)
+            setup.skipped.append(message)
+
+
 def run_epoch(setup: TrainSetup, epoch: int, progress: Progress) -> dict[str, float]:
     cfg, ctx = setup.config, setup.ctx
     order_gen, augment_gen = epoch_generator(cfg.seed, epoch), epoch_generator(cfg.seed + 7919, epoch)
@@ -109,7 +118,7 @@ def run_epoch(setup: TrainSetup, epoch: int, progress: Progress) -> dict[str, fl
     with bar:
         row, progress.global_step, skipped = train_one_epoch(ctx, batches, epoch=epoch,
                                                              global_step=progress.global_step, progress=bar)
-    setup.skipped.extend(skipped)
+    _note_skipped(setup, skipped)
     row = {"epoch": float(epoch + 1), "lr": ctx.scheduler.get_last_lr()[0], **row}
     if setup.val_batches is not None:
         metric = ctx.task.metric(len(setup.class_names), setup.class_names)
@@ -117,7 +126,7 @@ def run_epoch(setup: TrainSetup, epoch: int, progress: Progress) -> dict[str, fl
                                                  setup.val_batches.iterate(batch_size=max(cfg.batch_size, 256), shuffle=False,
                                                                            generator=order_gen),
                                                  ctx.normalizer, setup.runtime, metric)
-        setup.skipped.extend(val_skipped)
+        _note_skipped(setup, val_skipped)
         scores = metric.compute()
         row.update({"val_loss": val_loss, **{f"val_{k}": v for k, v in scores.items() if "/" not in k}})
         row["_confusion"] = metric.confusion.cpu()   # type: ignore[assignment]
