@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,33 +68,12 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> LoadReport:
     own = model.state_dict()
     state = _strip_prefixes(read_state_dict(path), own.keys())
     classifiers = tuple(getattr(model, "classifier_names", ()))
-    first_conv = f"{_first_conv_name(model)}.weight"
-    merged: dict[str, Tensor] = {}
-    loaded, reinitialised, adapted, missing, mismatched = [], [], [], [], []
-    for key, mine in own.items():
-        theirs = state.get(key)
-        if theirs is None:
-            if key.endswith("num_batches_tracked"):  # absent from old checkpoints; torch fills it in too
-                merged[key] = mine
-            else:
-                missing.append(key)
-        elif theirs.shape == mine.shape:
-            merged[key] = theirs
-            loaded.append(key)
-        elif _owner(key, classifiers) and theirs.shape[1:] == mine.shape[1:]:
-            merged[key] = mine
-            reinitialised.append(key)
-        elif key == first_conv and (converted := _adapt_first_conv(theirs.to(mine.dtype), mine.shape)) is not None:
-            merged[key] = converted
-            adapted.append(key)
-        else:
-            mismatched.append(f"{key} (file {tuple(theirs.shape)}, model {tuple(mine.shape)})")
-    unexpected = [key for key in state if key not in own]
-    if missing or unexpected or mismatched:
-        raise ValueError(_mismatch_message(path, model, missing, unexpected, mismatched))
+    merged, report, problems = _merge(own, state, classifiers, f"{_first_conv_name(model)}.weight")
+    if problems:
+        raise ValueError(f"{path} does not fit {type(model).__name__}: {problems}")
     model.load_state_dict(merged, strict=True)
-    _log_changes(state, own, reinitialised, adapted, classifiers)
-    return LoadReport(tuple(loaded), tuple(reinitialised), tuple(adapted))
+    _log_changes(state, own, report, classifiers)
+    return report
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
@@ -117,8 +97,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # UnpicklingError (also for refused objects), RuntimeError (bad zip), EOFError
-            raise ValueError(f"{path} is not a readable PyTorch checkpoint of tensors (read with "
-                             f"weights_only=True): {_first_line(e)}") from e
+            raise ValueError(_torch_load_error(path, e)) from e
     else:
         raise ValueError(f"{path}: unknown weights format {suffix!r}; expected .safetensors, "
                          f"{', '.join(_TORCH_SUFFIXES)}")
@@ -136,7 +115,7 @@ def _unwrap(obj: Any, path: Path) -> dict[str, Tensor]:
     return dict(obj)
 
 
-def _strip_prefixes(state: dict[str, Tensor], own_keys: Any) -> dict[str, Tensor]:
+def _strip_prefixes(state: dict[str, Tensor], own_keys: Collection[str]) -> dict[str, Tensor]:
     out = {}
     for key, value in state.items():
         name = key
@@ -144,6 +123,39 @@ def _strip_prefixes(state: dict[str, Tensor], own_keys: Any) -> dict[str, Tensor
             name = name.split(".", 1)[1]
         out[name] = value
     return out
+
+
+def _merge(own: Mapping[str, Tensor], state: Mapping[str, Tensor], classifiers: tuple[str, ...],
+           first_conv: str) -> tuple[dict[str, Tensor], LoadReport, str]:
+    """The state dict to load, what was done to each key, and a description of what does not fit ("" if all)."""
+    merged: dict[str, Tensor] = {}
+    loaded: list[str] = []
+    reinitialised: list[str] = []
+    adapted: list[str] = []
+    missing: list[str] = []
+    mismatched: list[str] = []
+    for key, mine in own.items():
+        theirs = state.get(key)
+        if theirs is None:
+            if key.endswith("num_batches_tracked"):  # absent from old checkpoints; torch fills it in too
+                merged[key] = mine
+            else:
+                missing.append(key)
+        elif theirs.shape == mine.shape:
+            merged[key] = theirs
+            loaded.append(key)
+        elif _owner(key, classifiers) and theirs.shape[1:] == mine.shape[1:]:
+            merged[key] = mine
+            reinitialised.append(key)
+        elif key == first_conv and (converted := _adapt_first_conv(theirs.to(mine.dtype), mine.shape)) is not None:
+            merged[key] = converted
+            adapted.append(key)
+        else:
+            mismatched.append(f"{key} (file {tuple(theirs.shape)}, model {tuple(mine.shape)})")
+    unexpected = [key for key in state if key not in own]
+    problems = "; ".join(f"{label}: {_preview(keys)}" for label, keys in (
+        ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys)
+    return merged, LoadReport(tuple(loaded), tuple(reinitialised), tuple(adapted)), problems
 
 
 def _first_conv_name(model: nn.Module) -> str:
@@ -168,29 +180,37 @@ def _adapt_first_conv(weight: Tensor, shape: torch.Size) -> Tensor | None:
     return None
 
 
-def _log_changes(state: dict[str, Tensor], own: dict[str, Tensor], reinitialised: list[str],
-                 adapted: list[str], classifiers: tuple[str, ...]) -> None:
-    for module in dict.fromkeys(_owner(key, classifiers) for key in reinitialised):
-        key = next(k for k in reinitialised if _owner(k, classifiers) == module)
+def _log_changes(state: Mapping[str, Tensor], own: Mapping[str, Tensor], report: LoadReport,
+                 classifiers: tuple[str, ...]) -> None:
+    for module in dict.fromkeys(_owner(key, classifiers) for key in report.reinitialised):
+        key = next(k for k in report.reinitialised if _owner(k, classifiers) == module)
         logger.info("%s: checkpoint has %d classes, model has %d; the classifier was re-initialised",
                     module, state[key].shape[0], own[key].shape[0])
-    for key in adapted:
+    for key in report.adapted:
         have, want = state[key].shape[1], own[key].shape[1]
         how = "summed over input channels" if want == 1 else "spread evenly over the input channels"
         logger.info("%s: checkpoint has %d input channels, model has %d; the weights were %s",
                     key.rsplit(".", 1)[0], have, want, how)
 
 
-def _mismatch_message(path: Path, model: nn.Module, missing: list[str], unexpected: list[str],
-                      mismatched: list[str]) -> str:
-    parts = [f"{label}: {_preview(keys)}" for label, keys in
-             (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]
-    return f"{path} does not fit {type(model).__name__}: " + "; ".join(parts)
-
-
 def _preview(keys: list[str], limit: int = 8) -> str:
     more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""
     return ", ".join(keys[:limit]) + more
+
+
+def _torch_load_error(path: Path, error: Exception) -> str:
+    # torch's own message suggests weights_only=False, which would run code from the file; say what failed.
+    text = str(error)
+    if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):
+        return (f"{path} holds pickled Python objects besides tensors ({found[1]}), which are not unpickled "
+                f"(torch.load with weights_only=True runs no code from the file); save the state dict alone, "
+                f"with torch.save(model.state_dict(), path) or as safetensors")
+    if "WeightsUnpickler error:" in text:
+        detail = next((line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines()
+                       if line.strip()), "")
+        return f"{path} is corrupt or not a PyTorch checkpoint ({detail})"
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{path} is corrupt or not a PyTorch checkpoint ({type(error).__name__}{': ' if line else ''}{line})"
 
 
 def _first_line(error: Exception) -> str:

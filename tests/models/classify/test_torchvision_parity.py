@@ -16,7 +16,8 @@ from ninshiki.models import create_model
 from ninshiki.registry import list_models, model_info
 from ninshiki.structures import ClassifierOutput
 
-FAST = ("alexnet", "vgg11", "vgg16_bn", "resnet18", "resnet50")
+# The other VGGs take 5 s each (two 130M-parameter builds and a 0.5 GB checkpoint): slow.
+FAST = ("alexnet", "vgg11", "vgg16_bn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 WITH_TORCHVISION = [n for n in list_models(task="classify") if model_info(n).torchvision and n != "googlenet"]
 CASES = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in WITH_TORCHVISION]
 
