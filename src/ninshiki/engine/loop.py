@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -110,6 +109,4 @@ def evaluate_batches(model: nn.Module, task: ClassifyTask, batches: Iterable[Bat
         metric.update(logits, batch.labels)
     metric.all_reduce()
     totals = all_reduce_sum(torch.stack([loss_sum, count]))
-    if skipped:
-        warnings.warn(f"{len(skipped)} unreadable file(s) skipped during evaluation", stacklevel=2)
     return float(totals[0] / totals[1].clamp(min=1)), skipped
