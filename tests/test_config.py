@@ -57,3 +57,15 @@ def test_yaml_round_trip(tmp_path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(to_yaml(config))
     assert build_config(TrainConfig, load_yaml(path)) == config
+
+
+def test_model_kwargs_from_a_flag_or_a_yaml_mapping(tmp_path) -> None:
+    from ninshiki.config import parse_model_kwargs
+
+    assert parse_model_kwargs(_parse(["--model-kwargs", "{width: 16, dropout: 0.1}"]).model_kwargs) == \
+        {"width": 16, "dropout": 0.1}
+    run = tmp_path / "run.yaml"
+    run.write_text("model: vgg_small\nmodel_kwargs: {width: 24}\n")
+    assert parse_model_kwargs(_parse(["--config", str(run)]).model_kwargs) == {"width": 24}
+    with pytest.raises(ValueError, match="model_kwargs"):
+        TrainConfig(model_kwargs="[1, 2]")

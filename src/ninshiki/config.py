@@ -29,6 +29,7 @@ class TrainConfig:
     strict: bool = False                 # unreadable files are errors instead of counted skips
     memory_limit_mb: int = 2048          # decoded sets up to this size are held in memory; larger ones stream
     model: str = "resnet20"
+    model_kwargs: str | None = None      # the factory's own options as a YAML mapping, e.g. "{width: 16}"
     weights: str | None = None           # initial weights: safetensors or a torchvision checkpoint
     epochs: int = 10
     batch_size: int = 128
@@ -48,6 +49,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     patience: int | None = None          # stop after this many epochs without a better val top-1
     augment: str = "crop-flip"           # none | flip | crop | crop-flip (random crop with 1/8 padding)
+    tta: bool = False                    # evaluate on each image and its mirror image (not for digits or text)
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     amp: str = "auto"                    # auto (bf16 on CUDA when supported) | bf16 | off
     channels_last: str = "auto"          # auto (on for CUDA) | on | off
@@ -64,6 +66,7 @@ class TrainConfig:
         _check_choice("amp", self.amp, ("auto", "bf16", "off"))
         _check_choice("channels_last", self.channels_last, ("auto", "on", "off"))
         _check_positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
+        parse_model_kwargs(self.model_kwargs)
         if not 0.0 <= self.val_split < 1.0:
             raise ValueError(f"val_split must be in [0, 1), got {self.val_split}")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -81,6 +84,7 @@ class EvalConfig:
     memory_limit_mb: int = 2048
     model: str | None = None             # checked against the weights' own record when given
     weights: str = ""
+    tta: bool | None = None              # mirror-image test-time augmentation; None = as the weights were trained
     batch_size: int = 256
     device: str = "auto"
     workers: int = 2
@@ -94,10 +98,24 @@ class PredictConfig:
     source: str = ""                     # an image, a folder, or a glob
     model: str | None = None
     weights: str = ""
+    tta: bool | None = None              # mirror-image test-time augmentation; None = as the weights were trained
     topk: int = 5
     batch_size: int = 64
     device: str = "auto"
     out: str = "runs/predict"
+
+
+def parse_model_kwargs(text: str | None) -> dict[str, Any]:
+    """`--model-kwargs "{width: 16, dropout: 0.1}"` -> {"width": 16, "dropout": 0.1}."""
+    if not text:
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(f"model_kwargs: not a YAML mapping: {text!r} ({error})") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"model_kwargs: expected a mapping such as '{{width: 16}}', got {text!r}")
+    return value
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -169,7 +187,9 @@ def build_config(cls: type[C], values: dict[str, Any], *, source: str = "config"
     coerced = {}
     for name, value in values.items():
         kind = _scalar_type(_field_type(cls, name))
-        if value is None or isinstance(value, kind):
+        if isinstance(value, dict) and kind is str:      # model_kwargs written as a YAML mapping
+            coerced[name] = yaml.safe_dump(value, default_flow_style=True).strip()
+        elif value is None or isinstance(value, kind):
             coerced[name] = value
         elif kind is bool:
             coerced[name] = _parse_bool(str(value))

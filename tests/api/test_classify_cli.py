@@ -57,10 +57,13 @@ def test_predict_folder_and_filters(trained, tmp_path) -> None:
 
 def test_config_file_gives_all_flags(tiny_folder, tmp_path) -> None:
     run = tmp_path / "run.yaml"
-    run.write_text(f"data: {tiny_folder}\nmodel: vgg_small\nepochs: 1\nimage_size: 16\nbatch_size: 8\n"
-                   f"device: cpu\nout: {tmp_path / 'from_yaml'}\n")
+    run.write_text(f"data: {tiny_folder}\nmodel: vgg_small\nmodel_kwargs: {{width: 8}}\nepochs: 1\nimage_size: 16\n"
+                   f"batch_size: 8\ndevice: cpu\nout: {tmp_path / 'from_yaml'}\n")
     assert main(["classify", "train", "--config", str(run)]) == 0
     assert "model: vgg_small" in (tmp_path / "from_yaml" / "config.yaml").read_text()
+    # val rebuilds the narrow network from the record in the weights file
+    assert main(["classify", "val", "--data", str(tiny_folder), "--weights",
+                 str(tmp_path / "from_yaml" / "best.safetensors"), "--out", str(tmp_path / "v")]) == 0
 
 
 def test_errors_are_one_clear_line(tmp_path, capsys) -> None:

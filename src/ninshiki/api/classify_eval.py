@@ -35,7 +35,8 @@ def evaluate(config: EvalConfig) -> dict[str, float]:
     trained = load_classifier(config.weights, config.model)
     data = load_classification_data(config.data, data_root=config.data_root, val_data=config.val_data,
                                     val_split=config.val_split, image_size=trained.image_size,
-                                    channels=trained.channels, seed=config.seed, strict=config.strict, memory_limit_mb=config.memory_limit_mb)
+                                    channels=trained.channels, seed=config.seed, strict=config.strict,
+                                    memory_limit_mb=config.memory_limit_mb)
     _check_classes(data.classes, trained.classes, config.data)
     if data.val is None or len(data.val) == 0:
         raise ValueError(f"{config.data}: no validation images")
@@ -45,7 +46,8 @@ def evaluate(config: EvalConfig) -> dict[str, float]:
     batches = make_batches(data.val, runtime, workers=config.workers)
     loss, skipped = evaluate_batches(model, task, batches.iterate(batch_size=config.batch_size, shuffle=False,
                                                                   generator=torch.Generator()),
-                                     trained.normalizer, runtime, metric)
+                                     trained.normalizer, runtime, metric,
+                                     flip_tta=trained.tta if config.tta is None else config.tta)
     metrics = {"loss": loss, **metric.compute(), "images": float(metric.count)}
     out = Path(config.out)
     if runtime.is_main:

@@ -13,9 +13,10 @@ from tqdm.auto import tqdm
 
 from ninshiki.api.weights_record import TrainedClassifier, load_classifier
 from ninshiki.config import PredictConfig
-from ninshiki.engine.runtime import resolve_device
+from ninshiki.engine.loop import predict_logits
+from ninshiki.engine.runtime import make_runtime
 from ninshiki.io import write_json, write_text
-from ninshiki.structures import split_logits
+from ninshiki.tasks.classify import ClassifyTask
 
 
 def find_images(source: str) -> list[Path]:
@@ -58,16 +59,19 @@ def predict(config: PredictConfig) -> list[dict]:
     paths = find_images(config.source)
     if not paths:
         raise FileNotFoundError(f"--source {config.source}: no image files found")
-    device = resolve_device(config.device)
+    runtime = make_runtime(device=config.device, amp="off", channels_last="off")
+    device = runtime.device
     trained = load_classifier(config.weights, config.model)
     model = trained.model.to(device)
     results, skipped, shown = [], [], []
-    for start in tqdm(range(0, len(paths), config.batch_size), desc="predict", unit="batch", leave=False):
+    for start in tqdm(range(0, len(paths), config.batch_size), desc="predict", unit="batch", leave=False,
+                      disable=None):
         kept, images, bad = _decode(paths[start:start + config.batch_size], trained)
         skipped.extend(bad)
         if images is None:
             continue
-        logits = split_logits(model(trained.normalizer(images.to(device))))[0]
+        logits = predict_logits(model, ClassifyTask(), trained.normalizer(images.to(device)), runtime,
+                                flip_tta=trained.tta if config.tta is None else config.tta)
         for path, top in zip(kept, topk_predictions(logits.float().cpu(), config.topk, trained.classes)):
             results.append({"path": str(path), "top": [{"label": label, "prob": prob} for label, prob in top]})
         if len(shown) < 32:
@@ -82,9 +86,10 @@ def _write(out: Path, results: list[dict], skipped: list[str], shown: list[torch
     write_json(out / "predictions.json", results)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", "prob"])
+    writer.writerow(["path", "rank", "label", "prob"])
     for item in results:
-        writer.writerow([item["path"], item["top"][0]["label"], f"{item['top'][0]['prob']:.6f}"])
+        writer.writerows([item["path"], rank, top["label"], f"{top['prob']:.6f}"]
+                         for rank, top in enumerate(item["top"], start=1))
     write_text(out / "predictions.csv", buffer.getvalue())
     if shown:
         firsts = [(r["top"][0]["label"], r["top"][0]["prob"]) for r in results[: len(shown)]]

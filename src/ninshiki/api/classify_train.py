@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ninshiki.config import TrainConfig, build_config, load_yaml, to_yaml
+from ninshiki.config import TrainConfig, build_config, load_yaml, parse_model_kwargs, to_yaml
 from ninshiki.engine import checkpoint
-from ninshiki.engine.batches import Normalizer, make_batches
+from ninshiki.engine.batches import Normalizer, drops_last, make_batches
 from ninshiki.engine.loop import StepContext
 from ninshiki.engine.optim import lr_factor, make_optimizer, make_scheduler
 from ninshiki.engine.runtime import Runtime, make_runtime
@@ -61,15 +61,12 @@ def _normalizer(config: TrainConfig, train_split) -> Normalizer:
     return Normalizer.fit(torch.stack(images))
 
 
-def build_setup(config: TrainConfig, runtime: Runtime) -> TrainSetup:
+def _build_model(config: TrainConfig, data, runtime: Runtime) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(the module that holds the parameters, the one the step calls: maybe DDP-wrapped and compiled)."""
     from ninshiki.models.weights import create_model
 
-    torch.manual_seed(config.seed)
-    data = _load_data(config)
-    if data.train is None or len(data.train) == 0:
-        raise ValueError(f"{config.data}: no training images")
-    normalizer = _normalizer(config, data.train)
-    bare = create_model(config.model, num_classes=len(data.classes), in_channels=data.channels, weights=config.weights)
+    bare = create_model(config.model, num_classes=len(data.classes), in_channels=data.channels,
+                        weights=config.weights, **parse_model_kwargs(config.model_kwargs))
     bare.to(runtime.device)
     if runtime.channels_last:
         bare.to(memory_format=torch.channels_last)
@@ -78,26 +75,46 @@ def build_setup(config: TrainConfig, runtime: Runtime) -> TrainSetup:
         model = DistributedDataParallel(bare, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
     if config.compile:
         model = torch.compile(model)
-    train_batches = make_batches(data.train, runtime, workers=config.workers)
-    steps = train_batches.num_batches(config.batch_size, drop_last=len(train_batches) > config.batch_size)
+    return bare, model
+
+
+def _build_optimization(config: TrainConfig, bare: torch.nn.Module, steps_per_epoch: int):
+    """(optimizer, per-step scheduler, EMA or None)."""
     optimizer = make_optimizer(bare, name=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
                                momentum=config.momentum, nesterov=config.nesterov)
-    scheduler = make_scheduler(optimizer, lr_factor(schedule=config.schedule, total_steps=steps * config.epochs,
-                                                    warmup_steps=round(config.warmup_epochs * steps),
-                                                    steps_per_epoch=steps, step_epochs=config.step_epochs,
-                                                    gamma=config.gamma))
+    factor = lr_factor(schedule=config.schedule, total_steps=steps_per_epoch * config.epochs,
+                       warmup_steps=round(config.warmup_epochs * steps_per_epoch), steps_per_epoch=steps_per_epoch,
+                       step_epochs=config.step_epochs, gamma=config.gamma)
     ema = None
     if config.ema:
         ema = torch.optim.swa_utils.AveragedModel(
             bare, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-    ctx = StepContext(model=model, task=ClassifyTask(label_smoothing=config.label_smoothing, aux_weight=config.aux_weight),
-                      optimizer=optimizer, scheduler=scheduler, normalizer=normalizer, runtime=runtime,
-                      clip_grad=config.clip_grad, ema=ema)
-    record = {"model": config.model, "task": "classify", "classes": list(data.classes), "channels": data.channels,
-              "image_size": list(data.image_size), "mean": list(normalizer.mean), "std": list(normalizer.std)}
+    return optimizer, make_scheduler(optimizer, factor), ema
+
+
+def _record(config: TrainConfig, data, normalizer: Normalizer) -> dict:
+    """What every weights file of the run says about itself, so val and predict need nothing else."""
+    return {"model": config.model, "model_kwargs": parse_model_kwargs(config.model_kwargs), "task": "classify",
+            "classes": list(data.classes), "channels": data.channels, "image_size": list(data.image_size),
+            "mean": list(normalizer.mean), "std": list(normalizer.std), "tta": config.tta}
+
+
+def build_setup(config: TrainConfig, runtime: Runtime) -> TrainSetup:
+    torch.manual_seed(config.seed)
+    data = _load_data(config)
+    if data.train is None or len(data.train) == 0:
+        raise ValueError(f"{config.data}: no training images")
+    normalizer = _normalizer(config, data.train)
+    bare, model = _build_model(config, data, runtime)
+    train_batches = make_batches(data.train, runtime, workers=config.workers)
+    steps = train_batches.num_batches(config.batch_size, drop_last=drops_last(train_batches, config.batch_size))
+    optimizer, scheduler, ema = _build_optimization(config, bare, steps)
+    task = ClassifyTask(label_smoothing=config.label_smoothing, aux_weight=config.aux_weight)
+    ctx = StepContext(model=model, task=task, optimizer=optimizer, scheduler=scheduler, normalizer=normalizer,
+                      runtime=runtime, clip_grad=config.clip_grad, ema=ema)
     val = make_batches(data.val, runtime, workers=config.workers) if data.val is not None and len(data.val) else None
-    return TrainSetup(config, runtime, model, bare, ctx, train_batches, val, list(data.classes), record,
-                      skipped=list(data.skipped))
+    return TrainSetup(config, runtime, model, bare, ctx, train_batches, val, list(data.classes),
+                      _record(config, data, normalizer), skipped=list(data.skipped))
 
 
 def train(config: TrainConfig, *, callbacks: Sequence[EpochCallback] = ()) -> dict[str, float]:

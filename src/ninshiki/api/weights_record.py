@@ -18,6 +18,7 @@ class TrainedClassifier:
     channels: int
     image_size: tuple[int, int]
     normalizer: Normalizer
+    tta: bool = False                # trained and validated with mirror-image test-time augmentation
 
 
 def read_classifier_record(weights: str, model: str | None) -> dict[str, Any]:
@@ -38,6 +39,7 @@ def load_classifier(weights: str, model: str | None = None) -> TrainedClassifier
 
     record = read_classifier_record(weights, model)
     net = create_model(record["model"], num_classes=len(record["classes"]), in_channels=record["channels"],
-                       weights=weights)
+                       weights=weights, **record.get("model_kwargs", {}))
     return TrainedClassifier(net.eval(), record["model"], list(record["classes"]), int(record["channels"]),
-                             tuple(record["image_size"]), Normalizer(tuple(record["mean"]), tuple(record["std"])))
+                             tuple(record["image_size"]), Normalizer(tuple(record["mean"]), tuple(record["std"])),
+                             bool(record.get("tta", False)))

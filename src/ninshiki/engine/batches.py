@@ -97,6 +97,11 @@ class StreamBatches:
         return per_rank // batch_size if drop_last else -(-per_rank // batch_size)
 
 
+def drops_last(batches: MemoryBatches | StreamBatches, batch_size: int) -> bool:
+    """Training drops a last partial batch when there is more than one batch: BatchNorm fails on a batch of one."""
+    return len(batches) > batch_size
+
+
 def make_batches(dataset: Dataset, runtime: Runtime, *, workers: int = 2) -> MemoryBatches | StreamBatches:
     from ninshiki.data.datasets import InMemorySplit
 

@@ -44,6 +44,30 @@ def _check_finite(recent: list[Tensor], first_step: int, epoch: int) -> None:
                 "Try a lower --lr, --clip-grad 1.0 or --amp off. Checkpoints from earlier epochs are kept.")
 
 
+def train_step(ctx: StepContext, batch: Batch) -> dict[str, Tensor]:
+    """One optimizer step on one batch; returns the detached losses."""
+    images = batch.images if ctx.augment is None else ctx.augment(batch.images)
+    inputs = ctx.normalizer(images, channels_last=ctx.runtime.channels_last)
+    with ctx.runtime.autocast():
+        losses = ctx.task.loss(ctx.model(inputs), batch.labels)
+    ctx.optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    if ctx.clip_grad:
+        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.clip_grad)
+    ctx.optimizer.step()
+    ctx.scheduler.step()
+    if ctx.ema is not None:
+        ctx.ema.update_parameters(ctx.model)
+    return {k: v.detach().float() for k, v in losses.items()}
+
+
+def _mean_over_ranks(sums: dict[str, Tensor], seen: int, device: torch.device) -> dict[str, float]:
+    keys = sorted(sums)
+    totals = all_reduce_sum(torch.stack([sums[k] for k in keys] + [torch.tensor(float(seen), device=device)]))
+    count = max(float(totals[-1]), 1.0)
+    return {f"train_{k}": float(v) / count for k, v in zip(keys, totals[:-1])} | {"_count": count}
+
+
 def train_one_epoch(ctx: StepContext, batches: Iterable[Batch], *, epoch: int, global_step: int,
                     progress=None) -> tuple[dict[str, float], int, list[str]]:
     """Returns (mean losses and throughput, the global step after the epoch, skipped-file messages)."""
@@ -53,44 +77,40 @@ def train_one_epoch(ctx: StepContext, batches: Iterable[Batch], *, epoch: int, g
     start = time.perf_counter()
     for batch in batches:
         skipped.extend(batch.skipped)
-        images = batch.images if ctx.augment is None else ctx.augment(batch.images)
-        inputs = ctx.normalizer(images, channels_last=ctx.runtime.channels_last)
-        with ctx.runtime.autocast():
-            losses = ctx.task.loss(ctx.model(inputs), batch.labels)
-        ctx.optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        if ctx.clip_grad:
-            torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.clip_grad)
-        ctx.optimizer.step()
-        ctx.scheduler.step()
-        if ctx.ema is not None:
-            ctx.ema.update_parameters(ctx.model)
+        losses = train_step(ctx, batch)
         n = batch.labels.shape[0]
         for key, value in losses.items():
-            sums[key] = sums.get(key, 0) + value.detach().float() * n
+            sums[key] = sums.get(key, 0) + value * n
         seen += n
         global_step += 1
-        recent.append(losses["loss"].detach().float())
+        recent.append(losses["loss"])
         if len(recent) == CHECK_EVERY:
             _check_finite(recent, global_step - len(recent) + 1, epoch)
             recent = []
             if progress is not None:
-                progress.set_postfix(loss=f"{float(sums['loss']) / seen:.4f}", lr=f"{ctx.scheduler.get_last_lr()[0]:.3g}")
+                lr = ctx.scheduler.get_last_lr()[0]
+                progress.set_postfix(loss=f"{float(sums['loss']) / seen:.4f}", lr=f"{lr:.3g}")
         if progress is not None:
             progress.update(1)
     if recent:
         _check_finite(recent, global_step - len(recent) + 1, epoch)
-    elapsed = time.perf_counter() - start
-    totals = all_reduce_sum(torch.stack([sums[k] for k in sorted(sums)] + [torch.tensor(float(seen), device=ctx.runtime.device)]))
-    count = float(totals[-1])
-    result = {f"train_{k}": float(v) / max(count, 1.0) for k, v in zip(sorted(sums), totals[:-1])}
-    result["train_images_per_s"] = count / max(elapsed, 1e-9)
+    result = _mean_over_ranks(sums, seen, ctx.runtime.device)
+    result["train_images_per_s"] = result.pop("_count") / max(time.perf_counter() - start, 1e-9)
     return result, global_step, skipped
 
 
-@torch.no_grad()
+def predict_logits(model: nn.Module, task: ClassifyTask, inputs: Tensor, runtime: Runtime, *,
+                   flip_tta: bool = False) -> Tensor:
+    """Float logits (B, K); with `flip_tta`, the mean of the logits of each image and its mirror image."""
+    with runtime.autocast():
+        logits = task.logits(model(inputs)).float()
+        if flip_tta:
+            logits = (logits + task.logits(model(inputs.flip(-1))).float()) / 2
+    return logits
+
+
 def evaluate_batches(model: nn.Module, task: ClassifyTask, batches: Iterable[Batch], normalizer: Normalizer,
-                     runtime: Runtime, metric) -> tuple[float, list[str]]:
+                     runtime: Runtime, metric, *, flip_tta: bool = False) -> tuple[float, list[str]]:
     """Fill `metric` (reduced across ranks) and return (mean loss over all ranks, skipped-file messages)."""
     model.eval()
     metric.reset()
@@ -100,9 +120,7 @@ def evaluate_batches(model: nn.Module, task: ClassifyTask, batches: Iterable[Bat
     for batch in batches:
         skipped.extend(batch.skipped)
         inputs = normalizer(batch.images, channels_last=runtime.channels_last)
-        with runtime.autocast():
-            raw = model(inputs)
-        logits = task.logits(raw).float()
+        logits = predict_logits(model, task, inputs, runtime, flip_tta=flip_tta)
         # Plain cross-entropy (no label smoothing), so `train` and `val` report the same loss.
         loss_sum += F.cross_entropy(logits, batch.labels, reduction="sum").double()
         count += batch.labels.shape[0]

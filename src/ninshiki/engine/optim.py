@@ -50,5 +50,6 @@ def lr_factor(*, schedule: str, total_steps: int, warmup_steps: int, steps_per_e
     return factor
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, factor: Callable[[int], float]) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(optimizer: torch.optim.Optimizer,
+                   factor: Callable[[int], float]) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

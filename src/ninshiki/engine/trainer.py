@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ninshiki.config import TrainConfig
 from ninshiki.engine import checkpoint
 from ninshiki.engine.augment import augment_batch
-from ninshiki.engine.batches import MemoryBatches, Normalizer, StreamBatches, epoch_generator
+from ninshiki.engine.batches import MemoryBatches, StreamBatches, drops_last, epoch_generator
 from ninshiki.engine.logs import write_epoch_log
 from ninshiki.engine.loop import StepContext, evaluate_batches, train_one_epoch
 from ninshiki.engine.runtime import Runtime
@@ -109,11 +109,11 @@ def run_epoch(setup: TrainSetup, epoch: int, progress: Progress) -> dict[str, fl
     cfg, ctx = setup.config, setup.ctx
     order_gen, augment_gen = epoch_generator(cfg.seed, epoch), epoch_generator(cfg.seed + 7919, epoch)
     ctx.augment = None if cfg.augment == "none" else partial(augment_batch, mode=cfg.augment, generator=augment_gen)
-    batches = setup.train_batches.iterate(batch_size=cfg.batch_size, shuffle=True, generator=order_gen,
-                                          drop_last=len(setup.train_batches) > cfg.batch_size)
-    total = setup.train_batches.num_batches(cfg.batch_size, drop_last=len(setup.train_batches) > cfg.batch_size)
+    drop = drops_last(setup.train_batches, cfg.batch_size)
+    batches = setup.train_batches.iterate(batch_size=cfg.batch_size, shuffle=True, generator=order_gen, drop_last=drop)
+    total = setup.train_batches.num_batches(cfg.batch_size, drop_last=drop)
     bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-               disable=not setup.runtime.is_main, dynamic_ncols=True)
+               disable=True if not setup.runtime.is_main else None, dynamic_ncols=True)   # None: off in logs
     start = time.perf_counter()
     with bar:
         row, progress.global_step, skipped = train_one_epoch(ctx, batches, epoch=epoch,
@@ -122,10 +122,10 @@ def run_epoch(setup: TrainSetup, epoch: int, progress: Progress) -> dict[str, fl
     row = {"epoch": float(epoch + 1), "lr": ctx.scheduler.get_last_lr()[0], **row}
     if setup.val_batches is not None:
         metric = ctx.task.metric(len(setup.class_names), setup.class_names)
-        val_loss, val_skipped = evaluate_batches(_eval_model(setup), ctx.task,
-                                                 setup.val_batches.iterate(batch_size=max(cfg.batch_size, 256), shuffle=False,
-                                                                           generator=order_gen),
-                                                 ctx.normalizer, setup.runtime, metric)
+        val_batches = setup.val_batches.iterate(batch_size=max(cfg.batch_size, 256), shuffle=False,
+                                                generator=order_gen)
+        val_loss, val_skipped = evaluate_batches(_eval_model(setup), ctx.task, val_batches, ctx.normalizer,
+                                                 setup.runtime, metric, flip_tta=cfg.tta)
         _note_skipped(setup, val_skipped)
         scores = metric.compute()
         row.update({"val_loss": val_loss, **{f"val_{k}": v for k, v in scores.items() if "/" not in k}})
@@ -171,11 +171,3 @@ def _epoch_line(row: dict[str, float], epochs: int) -> str:
     parts.append(f"{row['train_images_per_s']:.0f} img/s")
     parts.append(f"{row['epoch_time_s']:.1f}s")
     return "  ".join(parts)
-
-
-def normalizer_for(train_images: torch.Tensor | None, record: dict[str, Any]) -> Normalizer:
-    if "mean" in record and "std" in record:
-        return Normalizer(tuple(record["mean"]), tuple(record["std"]))
-    if train_images is None:
-        raise ValueError("no statistics to normalise inputs with")
-    return Normalizer.fit(train_images)
