@@ -101,6 +101,7 @@ class PredictConfig:
     tta: bool | None = None              # mirror-image test-time augmentation; None = as the weights were trained
     topk: int = 5
     batch_size: int = 64
+    workers: int = 2                     # decoding workers
     device: str = "auto"
     out: str = "runs/predict"
 

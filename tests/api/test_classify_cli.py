@@ -51,6 +51,12 @@ def test_predict_folder_and_filters(trained, tmp_path) -> None:
     assert len(results) == 12 and all(len(r["top"]) == 2 for r in results)
     assert all(0.0 <= t["prob"] <= 1.0 for r in results for t in r["top"])
     assert (pred / "predictions.png").is_file() and (pred / "predictions.csv").is_file()
+    every = tmp_path / "every"      # the whole folder: 36 images and one broken file, decoded by 2 workers
+    assert main(["classify", "predict", "--weights", str(out / "best.safetensors"), "--source", str(data),
+                 "--workers", "2", "--batch-size", "5", "--out", str(every)]) == 0
+    paths = [r["path"] for r in json.loads((every / "predictions.json").read_text())]
+    assert len(paths) == 36 and paths == sorted(paths) and not any("broken" in p for p in paths)
+    assert "broken.png" in (every / "skipped.txt").read_text()
     assert main(["classify", "filters", "--weights", str(out / "best.safetensors"), "--out", str(tmp_path / "f")]) == 0
     assert (tmp_path / "f" / "filters.png").is_file()
 

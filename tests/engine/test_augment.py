@@ -33,3 +33,4 @@ def test_same_generator_seed_gives_the_same_batch() -> None:
     b = augment_batch(images, "crop-flip", torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and a.dtype == torch.uint8 and a.shape == images.shape
     assert torch.equal(augment_batch(images, "none", torch.Generator()), images)
+

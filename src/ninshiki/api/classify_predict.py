@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ninshiki.api.weights_record import TrainedClassifier, load_classifier
@@ -34,19 +35,13 @@ def find_images(source: str) -> list[Path]:
     raise FileNotFoundError(f"--source {source}: no such file or folder")
 
 
-def _decode(paths: list[Path], trained: TrainedClassifier) -> tuple[list[Path], torch.Tensor | None, list[str]]:
-    """Read and size a chunk of images; unreadable ones are named and skipped."""
-    from ninshiki.data.images import ImageReadError, read_image, resize_to
+def _batches(paths: list[Path], trained: TrainedClassifier, *, batch_size: int, workers: int) -> DataLoader:
+    """Decode and size the images in DataLoader workers. Each item's label is its index in `paths`, so a
+    batch says which files it kept; unreadable files come back as "path: reason" messages."""
+    from ninshiki.data.datasets import FileSplit, collate_skipping
 
-    kept, images, skipped = [], [], []
-    for path in paths:
-        try:
-            images.append(resize_to(read_image(path, channels=trained.channels), trained.image_size))
-            kept.append(path)
-        except ImageReadError as error:
-            warnings.warn(f"skipped {error}", stacklevel=2)
-            skipped.append(str(error))
-    return kept, (torch.stack(images) if images else None), skipped
+    files = FileSplit([str(p) for p in paths], list(range(len(paths))), trained.image_size, channels=trained.channels)
+    return DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping)
 
 
 @torch.no_grad()
@@ -64,12 +59,14 @@ def predict(config: PredictConfig) -> list[dict]:
     trained = load_classifier(config.weights, config.model)
     model = trained.model.to(device)
     results, skipped, shown = [], [], []
-    for start in tqdm(range(0, len(paths), config.batch_size), desc="predict", unit="batch", leave=False,
-                      disable=None):
-        kept, images, bad = _decode(paths[start:start + config.batch_size], trained)
+    batches = _batches(paths, trained, batch_size=config.batch_size, workers=config.workers)
+    for images, index, bad in tqdm(batches, desc="predict", unit="batch", leave=False, disable=None):
+        for message in bad:
+            warnings.warn(f"skipped unreadable image {message}", stacklevel=2)
         skipped.extend(bad)
-        if images is None:
+        if len(index) == 0:
             continue
+        kept = [paths[i] for i in index.tolist()]
         logits = predict_logits(model, ClassifyTask(), trained.normalizer(images.to(device)), runtime,
                                 flip_tta=trained.tta if config.tta is None else config.tta)
         for path, top in zip(kept, topk_predictions(logits.float().cpu(), config.topk, trained.classes)):

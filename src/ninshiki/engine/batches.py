@@ -7,6 +7,7 @@ generator seeded by (seed, epoch), so a resumed run sees the same batches as an 
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -110,6 +111,15 @@ def make_batches(dataset: Dataset, runtime: Runtime, *, workers: int = 2) -> Mem
     return StreamBatches(dataset, runtime, workers=workers)
 
 
+@functools.lru_cache(maxsize=16)
+def _affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """(1 / (255 std), mean / std) as (1, C, 1, 1) tensors, made once per device rather than every batch."""
+    std_t = torch.tensor(std, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std_t)).float().view(1, -1, 1, 1).to(device)
+    shift = (torch.tensor(mean, dtype=torch.float64) / std_t).float().view(1, -1, 1, 1).to(device)
+    return scale, shift
+
+
 @dataclass(frozen=True)
 class Normalizer:
     """uint8 images -> float model input: scale to [0, 1], subtract the mean, divide by the std."""
@@ -117,9 +127,8 @@ class Normalizer:
     std: tuple[float, ...]
 
     def __call__(self, images: Tensor, *, channels_last: bool = False) -> Tensor:
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        x = (images.float() / 255.0 - mean) / std
+        scale, shift = _affine(self.mean, self.std, images.device)
+        x = torch.addcmul(-shift, images.float(), scale)     # x / (255 std) - mean / std, in one pass
         return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
     @staticmethod

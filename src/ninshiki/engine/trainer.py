@@ -63,7 +63,7 @@ def _eval_model(setup: TrainSetup) -> nn.Module:
 def _save_state(setup: TrainSetup, progress: Progress, out: Path) -> None:
     ctx = setup.ctx
     state = {
-        "progress": {k: v for k, v in vars(progress).items()},
+        "progress": dict(vars(progress)),
         "model": setup.bare_model.state_dict(),
         "optimizer": ctx.optimizer.state_dict(),
         "scheduler": ctx.scheduler.state_dict(),
@@ -89,7 +89,7 @@ def restore(setup: TrainSetup, run_dir: Path) -> Progress:
 
 def _write_epoch(setup: TrainSetup, progress: Progress, out: Path, improved: bool) -> None:
     record = {**setup.record, "epoch": progress.epoch}
-    weights = {k: v for k, v in _eval_model(setup).state_dict().items()}
+    weights = _eval_model(setup).state_dict()
     checkpoint.save_weights(out / "last.safetensors", weights, record)
     if improved:
         checkpoint.save_weights(out / "best.safetensors", weights, record)
