@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 
 
@@ -29,3 +30,37 @@ def split_logits(raw: Tensor | ClassifierOutput) -> tuple[Tensor, tuple[Tensor, 
     if isinstance(raw, ClassifierOutput):
         return raw.logits, raw.aux_logits
     return raw, ()
+
+
+@dataclass
+class Detections:
+    """Detected objects in one image: the typed result of every detector's `postprocess`.
+
+    Boxes are `xyxy` in pixels of the image they were predicted on (x1, y1 inclusive corner, x2, y2 the
+    exclusive one, as torchvision and COCO-after-conversion use them). `labels` index the dataset's class
+    list (0-based, contiguous); `scores` are in [0, 1], highest first.
+    """
+    boxes: Tensor    # (N, 4) float, xyxy
+    scores: Tensor   # (N,) float
+    labels: Tensor   # (N,) int64
+
+    def __post_init__(self) -> None:
+        n = self.boxes.shape[0]
+        if self.boxes.shape != (n, 4) or self.scores.shape != (n,) or self.labels.shape != (n,):
+            raise ValueError(f"Detections: boxes {tuple(self.boxes.shape)}, scores {tuple(self.scores.shape)} "
+                             f"and labels {tuple(self.labels.shape)} do not describe the same N objects")
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def to(self, device: str | torch.device) -> Detections:
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))
+
+    def __getitem__(self, index: Tensor | slice) -> Detections:
+        """The detections selected by a boolean mask, index tensor or slice."""
+        return Detections(self.boxes[index], self.scores[index], self.labels[index])
+
+    @staticmethod
+    def empty(device: str | torch.device = "cpu") -> Detections:
+        return Detections(torch.zeros(0, 4, device=device), torch.zeros(0, device=device),
+                          torch.zeros(0, dtype=torch.int64, device=device))

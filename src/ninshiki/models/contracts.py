@@ -1,11 +1,14 @@
 """The model contracts of DESIGN.md as typing Protocols, for annotations and `isinstance` checks."""
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from ninshiki.structures import ClassifierOutput, FeatureInfo
+from ninshiki.structures import ClassifierOutput, Detections, FeatureInfo
+
+# A detection target: {"boxes": (N, 4) float xyxy pixels of the input, "labels": (N,) int64 in [0, K)}.
+Target = dict[str, Tensor]
 
 
 @runtime_checkable
@@ -33,3 +36,31 @@ class Classifier(Backbone, Protocol):
     classifier_names: tuple[str, ...]
 
     def __call__(self, x: Tensor) -> Tensor | ClassifierOutput: ...
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """An object detector (DESIGN.md, contract 2).
+
+    `forward(images, targets=None)` takes RGB float images in [0, 1], (B, 3, H, W), un-normalised (the model
+    holds its own mean and std), and returns a raw output of ONE type in training and evaluation mode, so a
+    single pass gives both the validation loss and the predictions. Two-stage models that sample proposals
+    against the ground truth do so whenever `targets` are given. `loss(raw, targets)` returns named scalar
+    losses with the total under "loss"; `postprocess(raw, sizes)` decodes, filters by `score_threshold`,
+    runs NMS at `nms_iou` and keeps at most `max_detections` per image, boxes xyxy in input pixels clipped
+    to `sizes[i] = (height, width)` (default: the input size). Those three are plain attributes that
+    callers may change (0.001 for mAP, 0.25 for drawing). `input_size` is the side the model trains at.
+    """
+
+    num_classes: int
+    input_size: int
+    score_threshold: float
+    nms_iou: float
+    max_detections: int
+    classifier_names: tuple[str, ...]
+
+    def __call__(self, images: Tensor, targets: list[Target] | None = None) -> Any: ...
+
+    def loss(self, raw: Any, targets: list[Target]) -> dict[str, Tensor]: ...
+
+    def postprocess(self, raw: Any, sizes: list[tuple[int, int]] | None = None) -> list[Detections]: ...

@@ -1,0 +1,1 @@
+"""Object detectors. Importing this package registers every architecture under task "detect"."""
