@@ -11,6 +11,21 @@ from ninshiki.structures import Detections
 
 DETECTORS = ninshiki.list_models(task="detect")
 NUM_CLASSES = 3
+HEAVY = 20_000_000   # parameters; backpropagating through these takes ~10 s on 2 cores: slow tests only
+
+
+def _parameters(name: str) -> int:
+    with torch.device("meta"):          # shapes only: no memory, no initialisation
+        return sum(p.numel() for p in build(name, num_classes=NUM_CLASSES).parameters())
+
+
+def _cases() -> list:
+    cases = []
+    for name in DETECTORS:
+        heavy = _parameters(name) > HEAVY
+        cases.append(pytest.param(name, True, id=f"{name}-train", marks=[pytest.mark.slow] if heavy else []))
+        cases.append(pytest.param(name, False, id=f"{name}-eval"))
+    return cases
 
 
 def _targets(size: int) -> list[dict[str, torch.Tensor]]:
@@ -19,18 +34,23 @@ def _targets(size: int) -> list[dict[str, torch.Tensor]]:
             {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]   # a background image
 
 
-@pytest.fixture(scope="module", params=DETECTORS)
-def detector(request: pytest.FixtureRequest) -> tuple[str, torch.nn.Module]:
-    torch.manual_seed(0)
-    return request.param, build(request.param, num_classes=NUM_CLASSES)
+_BUILT: dict[str, torch.nn.Module] = {}
+
+
+def _detector(name: str) -> tuple[str, torch.nn.Module]:
+    if name not in _BUILT:            # build each once per test process: the large ones take seconds
+        torch.manual_seed(0)
+        _BUILT[name] = build(name, num_classes=NUM_CLASSES)
+    return name, _BUILT[name]
 
 
 def test_there_are_detectors() -> None:
     assert DETECTORS
 
 
-def test_attributes(detector: tuple[str, torch.nn.Module]) -> None:
-    name, model = detector
+@pytest.mark.parametrize("name", DETECTORS)
+def test_attributes(name: str) -> None:
+    name, model = _detector(name)
     assert isinstance(model, Detector), name
     assert model.num_classes == NUM_CLASSES
     assert model_info(name).task == "detect"
@@ -38,9 +58,9 @@ def test_attributes(detector: tuple[str, torch.nn.Module]) -> None:
         assert model.get_submodule(module) is not None
 
 
-@pytest.mark.parametrize("training", [True, False])
-def test_one_raw_type_loss_and_postprocess(detector: tuple[str, torch.nn.Module], training: bool) -> None:
-    name, model = detector
+@pytest.mark.parametrize(("name", "training"), _cases())
+def test_one_raw_type_loss_and_postprocess(name: str, training: bool) -> None:
+    name, model = _detector(name)
     _, height, width = model_info(name).test_input
     images = torch.rand(2, 3, height, width)
     targets = _targets(min(height, width))
