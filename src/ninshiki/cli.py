@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ninshiki.cli_detect import add_data_tools, add_detect
 from ninshiki.config import EvalConfig, PredictConfig, TrainConfig, add_config_arguments, config_from_namespace
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError, FloatingPointError)
@@ -91,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--pattern", default="*")
     models.set_defaults(handler=_models)
     _add_classify(commands)
+    add_detect(commands)
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="mode", required=True)
+    add_data_tools(data)
     check = data.add_parser("check", help="report unreadable files, unusual modes, duplicates and class balance")
     check.add_argument("path")
     check.add_argument("--out", help="also write the report as JSON here")

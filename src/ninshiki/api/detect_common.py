@@ -1,0 +1,116 @@
+"""What `detect train`, `val` and `predict` share: the model's recipe, its weights record, the reports."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ninshiki.engine import checkpoint
+from ninshiki.io import write_json, write_text
+
+# The augmentation each family was published with: SSD's photometric distortion, zoom-out and IoU crops;
+# YOLO's scale jitter and colour changes; Faster R-CNN and R-CNN trained on flipped images only.
+AUGMENT_BY_FAMILY = {"ssd": "ssd", "yolov1": "yolo", "faster_rcnn": "basic", "rcnn": "basic"}
+
+
+def augment_mode(model: str, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    family = next((f for f in sorted(AUGMENT_BY_FAMILY, key=len, reverse=True) if model.startswith(f)), None)
+    return AUGMENT_BY_FAMILY.get(family, "basic")
+
+
+@dataclass
+class TrainedDetector:
+    model: nn.Module
+    name: str
+    classes: list[str]
+    image_size: int
+    category_ids: list[int] | None
+
+
+def detector_record(*, model: str, model_kwargs: dict[str, Any], classes: list[str], image_size: int,
+                    category_ids: list[int] | None) -> dict[str, Any]:
+    """What every detection weights file says about itself, so val and predict need nothing else."""
+    return {"model": model, "model_kwargs": model_kwargs, "task": "detect", "classes": list(classes),
+            "image_size": int(image_size), "category_ids": list(category_ids) if category_ids else None}
+
+
+def load_detector(weights: str, model: str | None = None, image_size: int | None = None) -> TrainedDetector:
+    from ninshiki.models.weights import create_model
+
+    record = checkpoint.read_record(weights)
+    if not record:
+        raise ValueError(f"{weights}: has no ninshiki record (classes, input size); give weights written by "
+                         "`ninshiki detect train`")
+    if record.get("task") != "detect":
+        raise ValueError(f"{weights}: holds a {record.get('task')!r} model, not a detector")
+    if model is not None and model != record["model"]:
+        raise ValueError(f"{weights}: was trained as {record['model']!r}, but --model {model} was given")
+    net = create_model(record["model"], num_classes=len(record["classes"]), weights=weights,
+                       **record.get("model_kwargs", {}))
+    size = int(image_size or record["image_size"])
+    net.input_size = size
+    return TrainedDetector(net.eval(), record["model"], list(record["classes"]), size, record.get("category_ids"))
+
+
+def per_class_table(scores: dict[str, float], classes: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for name in classes:
+        rows.append({"class": name, "ap": scores.get(f"ap/{name}", math.nan), "ap50": scores.get(f"ap50/{name}", math.nan),
+                     "voc12_ap50": scores.get(f"voc12_ap50/{name}", math.nan)})
+    return rows
+
+
+def write_per_class(out: Path, scores: dict[str, float], classes: list[str]) -> None:
+    """OUT/per_class_ap.csv and a Markdown table of it (per_class_ap.md)."""
+    rows = per_class_table(scores, classes)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
+    write_text(out / "per_class_ap.csv", buffer.getvalue())
+    lines = ["| class | AP@[.5:.95] | AP@.5 | VOC12 AP@.5 |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['class']} | {r['ap']:.3f} | {r['ap50']:.3f} | {r['voc12_ap50']:.3f} |" for r in rows]
+    write_text(out / "per_class_ap.md", "\n".join(lines) + "\n")
+
+
+def write_detection_report(out: Path, metric: Any, scores: dict[str, float], classes: list[str]) -> None:
+    """metrics.json, the per-class AP table, precision-recall curves and the miss-rate curve."""
+    from ninshiki.viz.miss_rate import save_miss_rate_curves
+    from ninshiki.viz.pr_curves import save_pr_curves
+
+    write_json(out / "metrics.json", {k: float(v) for k, v in scores.items()})
+    write_per_class(out, scores, classes)
+    curves = metric.curves()
+    save_pr_curves(curves, out / "pr_curves.png")
+    save_miss_rate_curves(curves, out / "miss_rate.png")
+
+
+def coco_results(detections: dict[int, Any], image_ids: list[int], category_ids: list[int]) -> list[dict[str, Any]]:
+    """COCO result-format records (bbox xywh) of detections keyed by dataset index.
+
+    Values keep full float32 precision: rounded scores tie and rounded boxes shift IoUs, and then scoring the
+    file with pycocotools would not reproduce metrics.json exactly.
+    """
+    records = []
+    for index in sorted(detections):
+        det = detections[index]
+        for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist()):
+            x1, y1, x2, y2 = box
+            records.append({"image_id": int(image_ids[index]), "category_id": int(category_ids[label]),
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+    return records
+
+
+def ground_truth(annotated: Any) -> list[Any]:
+    """GroundTruth of every image of an AnnotatedSet, in the upright (EXIF-applied) pixels detections use."""
+    from ninshiki.data.detection import upright_annotation
+    from ninshiki.metrics.detection import GroundTruth
+
+    return [GroundTruth.from_annotated(upright_annotation(image, annotated.path(image))) for image in annotated.images]

@@ -1,0 +1,164 @@
+"""`ninshiki detect train`: build everything a detection run needs from its config, fit, write the results."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ninshiki.api.detect_common import (
+    augment_mode,
+    coco_results,
+    detector_record,
+    ground_truth,
+    write_detection_report,
+)
+from ninshiki.config import build_config, load_yaml, parse_model_kwargs, to_yaml
+from ninshiki.config_detect import DetectTrainConfig, require
+from ninshiki.engine.detect_loop import DetectStepContext
+from ninshiki.engine.detect_trainer import DetectProgress, DetectSetup, EpochCallback, fit, restore
+from ninshiki.engine.optim import make_optimizer, make_scheduler
+from ninshiki.engine.runtime import Runtime, make_runtime
+from ninshiki.io import write_json, write_text
+
+HARDWARE_FIELDS = ("device", "workers", "amp", "channels_last", "compile")   # may differ on resume
+
+
+def resolve_resume(config: DetectTrainConfig) -> DetectTrainConfig:
+    """`--resume OUT` continues OUT's run with OUT's own config; only hardware fields may change."""
+    if not config.resume:
+        return config
+    run_dir = Path(config.resume)
+    if not (run_dir / "config.yaml").exists():
+        raise FileNotFoundError(f"--resume {run_dir}: no config.yaml there; is it a ninshiki training run folder?")
+    saved = load_yaml(run_dir / "config.yaml")
+    saved.update({name: getattr(config, name) for name in HARDWARE_FIELDS})
+    saved.update(out=str(run_dir), resume=str(run_dir))
+    return build_config(DetectTrainConfig, saved, source=str(run_dir / "config.yaml"))
+
+
+def _build_model(config: DetectTrainConfig, classes: list[str], runtime: Runtime):
+    from ninshiki.models.weights import create_model
+
+    bare = create_model(config.model, num_classes=len(classes), weights=config.weights,
+                        **parse_model_kwargs(config.model_kwargs))
+    if config.image_size:
+        bare.input_size = config.image_size
+    bare.to(runtime.device)
+    if runtime.channels_last:
+        bare.to(memory_format=torch.channels_last)
+    model = bare
+    if runtime.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(bare, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
+    if config.compile:
+        model = torch.compile(model)
+    return bare, model
+
+
+def _loaders(config: DetectTrainConfig, data, size: int, runtime: Runtime):
+    """(train loader per epoch, its batches per epoch, validation loader factory or None)."""
+    from ninshiki.data.detection import DetectionDataset, detection_loader, eval_transform, train_transform
+
+    mode = augment_mode(config.model, config.augment)
+    train_set = DetectionDataset(data.train, train_transform(size, mode=mode, mosaic=config.mosaic),
+                                 cache_images=config.cache_images, mosaic=config.mosaic)
+    persistent = detection_loader(train_set, batch_size=config.batch_size, shuffle=True, workers=config.workers,
+                                  generator=torch.Generator(), drop_last=len(train_set) > config.batch_size)
+
+    def train_loader(epoch: int):
+        persistent.generator.manual_seed(config.seed * 100_003 + epoch)   # the epoch's order, the same on resume
+        return persistent
+
+    val_loader = None
+    if data.val is not None and data.val.images:
+        val_set = DetectionDataset(data.val, eval_transform(size), cache_images=config.cache_images)
+        loader = detection_loader(val_set, batch_size=config.batch_size, shuffle=False, workers=config.workers)
+        def val_loader():
+            return loader
+    return train_loader, len(persistent), val_loader
+
+
+def build_setup(config: DetectTrainConfig, runtime: Runtime) -> DetectSetup:
+    from ninshiki.data.detection_data import load_detection_data
+    from ninshiki.metrics.detection import DetectionMetric
+
+    torch.manual_seed(config.seed)
+    data = load_detection_data(config.data, split_seed=config.seed, val_fraction=config.val_fraction)
+    if not data.train.images:
+        raise ValueError(f"{config.data}: no training images")
+    if summary := data.summary():
+        print(summary, file=sys.stderr)
+    bare, model = _build_model(config, data.classes, runtime)
+    size = int(bare.input_size)
+    train_loader, steps, val_loader = _loaders(config, data, size, runtime)
+    optimizer = make_optimizer(bare, name=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
+                               momentum=config.momentum, nesterov=config.nesterov)
+    scheduler = make_scheduler(optimizer, lambda step: 1.0)      # fit() sets the real schedule
+    ema = None
+    if config.ema:
+        ema = torch.optim.swa_utils.AveragedModel(
+            bare, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    ctx = DetectStepContext(model=model, bare=bare, optimizer=optimizer, scheduler=scheduler, runtime=runtime,
+                            clip_grad=config.clip_grad, ema=ema)
+    val = data.val
+    category_ids = data.train.category_ids
+    record = detector_record(model=config.model, model_kwargs=parse_model_kwargs(config.model_kwargs),
+                             classes=data.classes, image_size=size, category_ids=category_ids)
+    return DetectSetup(config, runtime, ctx, train_loader, val_loader, steps,
+                       lambda: DetectionMetric(data.classes, category_ids=category_ids),
+                       ground_truth(val) if val is not None else [], record, data)
+
+
+def train(config: DetectTrainConfig, *, callbacks: Sequence[EpochCallback] = ()) -> dict[str, float]:
+    """Train a detector as `config` says; returns the best validation metrics, also in OUT/metrics.json."""
+    require(config, "data")
+    config = resolve_resume(config)
+    runtime = make_runtime(device=config.device, amp=config.amp, channels_last=config.channels_last)
+    setup = build_setup(config, runtime)
+    out = Path(config.out)
+    progress = restore(setup, out) if config.resume else DetectProgress()
+    if runtime.is_main:
+        write_text(out / "config.yaml", to_yaml(config))
+        _announce(setup, progress)
+    progress = fit(setup, progress, callbacks=callbacks)
+    metrics = {**progress.best_metrics, "best_epoch": float(progress.best_epoch), "epochs": float(progress.epoch),
+               "train_time_s": progress.train_seconds}
+    if runtime.is_main:
+        _write_results(setup, progress, metrics, out)
+    return metrics
+
+
+def _announce(setup: DetectSetup, progress: DetectProgress) -> None:
+    cfg, rt, data = setup.config, setup.runtime, setup.data
+    params = sum(p.numel() for p in setup.ctx.bare.parameters()) / 1e6
+    what = f"resuming at epoch {progress.epoch + 1}" if progress.epoch else "training"
+    amp = "bf16" if rt.amp_dtype is torch.bfloat16 else "fp32"
+    print(f"{what} {cfg.model} ({params:.2f}M params, {setup.record['image_size']} px) on {cfg.data}: "
+          f"{len(data.train.images)} train / {len(data.val.images) if data.val else 0} val images, "
+          f"{len(data.classes)} classes; {rt.device} {amp}", file=sys.stderr, flush=True)
+
+
+def _write_results(setup: DetectSetup, progress: DetectProgress, metrics: dict[str, float], out: Path) -> None:
+    from ninshiki.viz.curves import save_training_curves
+
+    data = setup.data
+    write_json(out / "metrics.json", metrics)
+    save_training_curves(out / "log.csv", out / "curves.png")
+    result = setup.last_eval
+    if result is not None and data.val is not None:
+        metric = setup.new_metric()
+        indices = sorted(result.detections)
+        metric.update([result.detections[i] for i in indices], [setup.ground_truth[i] for i in indices])
+        write_detection_report(out, metric, {**metric.compute(), **metrics}, data.classes)
+        image_ids = [img.image_id if img.image_id is not None else i + 1 for i, img in enumerate(data.val.images)]
+        category_ids = data.train.category_ids or list(range(1, len(data.classes) + 1))
+        write_json(out / "val_predictions.json", coco_results(result.detections, image_ids, category_ids))
+    if setup.skipped:
+        write_text(out / "skipped.txt", "\n".join(setup.skipped) + "\n")
+        print(f"skipped {len(setup.skipped)} unreadable file(s); listed in {out / 'skipped.txt'}", file=sys.stderr)
+    best = (f"mAP@[.5:.95] {metrics['map']:.4f}, mAP@.5 {metrics['map50']:.4f} at epoch {progress.best_epoch}"
+            if "map" in metrics else "done")
+    print(f"{best}; results in {out}", flush=True)
