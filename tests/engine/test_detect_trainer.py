@@ -130,6 +130,14 @@ def test_time_limit_replans_the_epochs_and_stops(tmp_path: Path) -> None:
     assert progress.train_seconds <= 0.9 + 0.3
     assert time.perf_counter() - start < 5
     assert setup.ctx.scheduler.get_last_lr()[0] < 0.5 * 0.2    # the schedule was stretched to the new plan
+    assert "val_map" in progress.history[-1]                     # the last epoch is validated
+
+
+def test_a_plan_that_shrinks_to_the_first_epoch_still_validates_it(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path, sleep=0.05, epochs=100, time_limit=0.25, val_every=50)   # one epoch fits
+    progress = fit(setup, DetectProgress())
+    assert progress.epoch == 1 and progress.planned_epochs == 1
+    assert "val_map" in progress.history[-1] and progress.best_epoch == 1
 
 
 def test_patience_stops_early(tmp_path: Path) -> None:

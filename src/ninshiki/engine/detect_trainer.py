@@ -179,7 +179,24 @@ def fit(setup: DetectSetup, progress: DetectProgress, *, callbacks: Sequence[Epo
             _replan(setup, progress, row["epoch_time_s"])
         if stopped or (cfg.patience is not None and progress.bad_validations >= cfg.patience):
             break
+    _validate_last(setup, progress, out)
     return progress
+
+
+def _validate_last(setup: DetectSetup, progress: DetectProgress, out: Path) -> None:
+    """A run whose plan shrank under a time limit may end on an epoch that was not validated: validate it."""
+    if setup.val_loader is None or not progress.history or "val_map" in progress.history[-1]:
+        return
+    scores, result = _validate(setup)
+    all_scores = scores.pop("_all")
+    row = progress.history[-1]
+    row.update(scores)
+    improved = _update_best(progress, row, all_scores)
+    if improved:
+        setup.last_eval = result
+    if setup.runtime.is_main:
+        _write_epoch(setup, progress, out, improved)
+        print(_epoch_line(row, progress.planned_epochs), flush=True)
 
 
 def _update_best(progress: DetectProgress, row: dict[str, float], scores: dict[str, float] | None) -> bool:

@@ -62,6 +62,7 @@ class RCNNConfig:
     hidden: int = 256                     # fully connected layer after the small backbone
     dropout: float = 0.5                  # after that layer, as AlexNet's fc6 and fc7
     search_mode: str = "fast"             # Selective Search configuration
+    search_side: int = 500                # images are shrunk to this longer side for Selective Search (speed)
     min_proposal_size: int = 10           # proposals narrower or shorter than this (input pixels) are dropped
     train_proposals: int = 2000           # proposals per image the fine-tuning sampler draws from
     test_proposals: int = 300             # proposals per image scored for detection
@@ -155,7 +156,7 @@ class RCNN(nn.Module):
         """
         cfg = self.config
         search = partial(selective_search, mode=cfg.search_mode, min_size=cfg.min_proposal_size,
-                         max_proposals=max(cfg.train_proposals, cfg.test_proposals))
+                         max_side=cfg.search_side, max_proposals=max(cfg.train_proposals, cfg.test_proposals))
         pixels = (images.detach().float() * 255).round().clamp(0, 255).to(torch.uint8)
         pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()                       # (B, H, W, C)
         return [torch.from_numpy(self.proposal_memo.get(np.ascontiguousarray(p), search)).to(images.device)
