@@ -10,7 +10,6 @@ from typing import Any
 
 from torch import nn
 
-from ninshiki.engine import checkpoint
 from ninshiki.io import write_json, write_text
 
 # The augmentation each family was published with: SSD's photometric distortion, zoom-out and IoU crops;
@@ -42,16 +41,10 @@ def detector_record(*, model: str, model_kwargs: dict[str, Any], classes: list[s
 
 
 def load_detector(weights: str, model: str | None = None, image_size: int | None = None) -> TrainedDetector:
+    from ninshiki.api.weights_record import read_task_record
     from ninshiki.models.weights import create_model
 
-    record = checkpoint.read_record(weights)
-    if not record:
-        raise ValueError(f"{weights}: has no ninshiki record (classes, input size); give weights written by "
-                         "`ninshiki detect train`")
-    if record.get("task") != "detect":
-        raise ValueError(f"{weights}: holds a {record.get('task')!r} model, not a detector")
-    if model is not None and model != record["model"]:
-        raise ValueError(f"{weights}: was trained as {record['model']!r}, but --model {model} was given")
+    record = read_task_record(weights, task="detect", model=model)
     net = create_model(record["model"], num_classes=len(record["classes"]), weights=weights,
                        **record.get("model_kwargs", {}))
     size = int(image_size or record["image_size"])

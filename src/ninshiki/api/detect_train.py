@@ -48,13 +48,7 @@ def _build_model(config: DetectTrainConfig, classes: list[str], runtime: Runtime
     bare.to(runtime.device)
     if runtime.channels_last:
         bare.to(memory_format=torch.channels_last)
-    model = bare
-    if runtime.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(bare, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
-    if config.compile:
-        model = torch.compile(model)
+    model = torch.compile(bare) if config.compile else bare
     return bare, model
 
 
@@ -117,6 +111,8 @@ def train(config: DetectTrainConfig, *, callbacks: Sequence[EpochCallback] = ())
     require(config, "data")
     config = resolve_resume(config)
     runtime = make_runtime(device=config.device, amp=config.amp, channels_last=config.channels_last)
+    if runtime.distributed:   # the loaders do not shard by rank yet: every rank would train on every image
+        raise ValueError("detect train runs in one process; data-parallel (torchrun) detection is not supported yet")
     setup = build_setup(config, runtime)
     out = Path(config.out)
     progress = restore(setup, out) if config.resume else DetectProgress()

@@ -21,17 +21,24 @@ class TrainedClassifier:
     tta: bool = False                # trained and validated with mirror-image test-time augmentation
 
 
-def read_classifier_record(weights: str, model: str | None) -> dict[str, Any]:
-    """The weights' record, checked against the model name the user gave (if any)."""
+_TASK_NOUNS = {"classify": "a classifier", "detect": "a detector"}
+
+
+def read_task_record(weights: str, *, task: str, model: str | None) -> dict[str, Any]:
+    """The weights' record, checked to be of `task` and, if the user named one, of `model`."""
     record = checkpoint.read_record(weights)
     if not record:
-        raise ValueError(f"{weights}: has no ninshiki record (classes, input size, normalisation); "
-                         "give weights written by `ninshiki classify train`")
-    if record.get("task") != "classify":
-        raise ValueError(f"{weights}: holds a {record.get('task')!r} model, not a classifier")
+        raise ValueError(f"{weights}: has no ninshiki record (classes, input size, ...); "
+                         f"give weights written by `ninshiki {task} train`")
+    if record.get("task") != task:
+        raise ValueError(f"{weights}: holds a {record.get('task')!r} model, not {_TASK_NOUNS.get(task, task)}")
     if model is not None and model != record["model"]:
         raise ValueError(f"{weights}: was trained as {record['model']!r}, but --model {model} was given")
     return record
+
+
+def read_classifier_record(weights: str, model: str | None) -> dict[str, Any]:
+    return read_task_record(weights, task="classify", model=model)
 
 
 def load_classifier(weights: str, model: str | None = None) -> TrainedClassifier:

@@ -5,7 +5,6 @@ evaluation runs each batch once and gets both the validation loss and the detect
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ninshiki.engine.loop import CHECK_EVERY, NonFiniteLossError
+from ninshiki.engine.loop import CHECK_EVERY, check_finite, optimizer_step
 from ninshiki.engine.runtime import Runtime
 from ninshiki.structures import Detections
 
@@ -48,23 +47,8 @@ def train_step(ctx: DetectStepContext, images: Tensor, targets: list[dict[str, T
     with ctx.runtime.autocast():
         raw = ctx.model(_inputs(images, ctx.runtime), targets)
         losses = ctx.bare.loss(raw, targets)
-    ctx.optimizer.zero_grad(set_to_none=True)
-    losses["loss"].backward()
-    if ctx.clip_grad:
-        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.clip_grad)
-    ctx.optimizer.step()
-    ctx.scheduler.step()
-    if ctx.ema is not None:
-        ctx.ema.update_parameters(ctx.bare)
+    optimizer_step(ctx, losses["loss"], ema_source=ctx.bare)
     return {name: value.detach().float() for name, value in losses.items()}
-
-
-def _check_finite(recent: list[Tensor], first_step: int, epoch: int) -> None:
-    for offset, value in enumerate(torch.stack(recent).tolist()):
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"loss became {value} at step {first_step + offset} (epoch {epoch + 1}); stopping. "
-                "Try a lower --lr, --clip-grad 1.0 or --amp off. Checkpoints from earlier epochs are kept.")
 
 
 def train_one_epoch(ctx: DetectStepContext, batches: Iterable, *, epoch: int, global_step: int,
@@ -87,7 +71,7 @@ def train_one_epoch(ctx: DetectStepContext, batches: Iterable, *, epoch: int, gl
         steps += 1
         images_seen += batch.images.shape[0]
         if len(recent) == CHECK_EVERY:
-            _check_finite(recent, global_step + steps - len(recent), epoch)
+            check_finite(recent, global_step + steps - len(recent), epoch)
             recent = []
         if progress is not None:
             progress.update(1)
@@ -97,7 +81,7 @@ def train_one_epoch(ctx: DetectStepContext, batches: Iterable, *, epoch: int, gl
             stopped = True
             break
     if recent:
-        _check_finite(recent, global_step + steps - len(recent), epoch)
+        check_finite(recent, global_step + steps - len(recent), epoch)
     elapsed = time.perf_counter() - start
     row = {f"train_{name}": float(value) / max(steps, 1) for name, value in sums.items()}
     row["train_images_per_s"] = images_seen / elapsed if elapsed > 0 else 0.0

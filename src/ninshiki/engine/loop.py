@@ -5,6 +5,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,9 @@ from torch import Tensor, nn
 from ninshiki.engine.batches import Batch, Normalizer
 from ninshiki.engine.runtime import Runtime, all_reduce_sum
 from ninshiki.tasks.classify import ClassifyTask
+
+if TYPE_CHECKING:
+    from ninshiki.engine.detect_loop import DetectStepContext
 
 CHECK_EVERY = 10   # steps between host syncs to check the loss is finite (a sync per step stalls a GPU)
 
@@ -35,7 +39,7 @@ class StepContext:
     augment: Callable[[Tensor], Tensor] | None = None
 
 
-def _check_finite(recent: list[Tensor], first_step: int, epoch: int) -> None:
+def check_finite(recent: list[Tensor], first_step: int, epoch: int) -> None:
     values = torch.stack(recent).tolist()
     for offset, value in enumerate(values):
         if not math.isfinite(value):
@@ -50,15 +54,20 @@ def train_step(ctx: StepContext, batch: Batch) -> dict[str, Tensor]:
     inputs = ctx.normalizer(images, channels_last=ctx.runtime.channels_last)
     with ctx.runtime.autocast():
         losses = ctx.task.loss(ctx.model(inputs), batch.labels)
+    optimizer_step(ctx, losses["loss"], ema_source=ctx.model)
+    return {k: v.detach().float() for k, v in losses.items()}
+
+
+def optimizer_step(ctx: StepContext | DetectStepContext, loss: Tensor, *, ema_source: nn.Module) -> None:
+    """Backpropagate `loss`, clip, step the optimizer and the per-iteration schedule, update the EMA."""
     ctx.optimizer.zero_grad(set_to_none=True)
-    losses["loss"].backward()
+    loss.backward()
     if ctx.clip_grad:
         torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.clip_grad)
     ctx.optimizer.step()
     ctx.scheduler.step()
     if ctx.ema is not None:
-        ctx.ema.update_parameters(ctx.model)
-    return {k: v.detach().float() for k, v in losses.items()}
+        ctx.ema.update_parameters(ema_source)
 
 
 def _mean_over_ranks(sums: dict[str, Tensor], seen: int, device: torch.device) -> dict[str, float]:
@@ -85,7 +94,7 @@ def train_one_epoch(ctx: StepContext, batches: Iterable[Batch], *, epoch: int, g
         global_step += 1
         recent.append(losses["loss"])
         if len(recent) == CHECK_EVERY:
-            _check_finite(recent, global_step - len(recent) + 1, epoch)
+            check_finite(recent, global_step - len(recent) + 1, epoch)
             recent = []
             if progress is not None:
                 lr = ctx.scheduler.get_last_lr()[0]
@@ -93,7 +102,7 @@ def train_one_epoch(ctx: StepContext, batches: Iterable[Batch], *, epoch: int, g
         if progress is not None:
             progress.update(1)
     if recent:
-        _check_finite(recent, global_step - len(recent) + 1, epoch)
+        check_finite(recent, global_step - len(recent) + 1, epoch)
     result = _mean_over_ranks(sums, seen, ctx.runtime.device)
     result["train_images_per_s"] = result.pop("_count") / max(time.perf_counter() - start, 1e-9)
     return result, global_step, skipped
