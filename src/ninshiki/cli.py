@@ -21,10 +21,11 @@ def _models(args: argparse.Namespace) -> None:
         print(f"no models match task={args.task} pattern={args.pattern!r}")
         return
     width = max(len(n) for n in names)
-    print(f"{'model'.ljust(width)}  {'task':9} {'torchvision':12} paper")
+    tv_width = max(len("torchvision"), *(len(model_info(n).torchvision or "") for n in names))
+    print(f"{'model'.ljust(width)}  {'task':9} {'torchvision'.ljust(tv_width)} paper")
     for name in names:
         info = model_info(name)
-        print(f"{name.ljust(width)}  {info.task:9} {info.torchvision or '-':12} {info.paper}")
+        print(f"{name.ljust(width)}  {info.task:9} {(info.torchvision or '-').ljust(tv_width)} {info.paper}")
 
 
 def _classify_train(args: argparse.Namespace) -> None:
@@ -66,7 +67,7 @@ def _data_check(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> None:
     from ninshiki.api.demo import run_demo
 
-    run_demo(out=args.out, epochs=args.epochs, device=args.device)
+    run_demo(out=args.out, epochs=args.epochs, device=args.device, task=args.task, detect_seconds=args.detect_seconds)
 
 
 def _add_classify(commands: argparse._SubParsersAction) -> None:
@@ -100,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--out", help="also write the report as JSON here")
     check.add_argument("--strict", action="store_true", help="exit with status 1 if any file is unreadable")
     check.set_defaults(handler=_data_check)
-    demo = commands.add_parser("demo", help="train, evaluate and draw a small classifier on built-in data")
+    demo = commands.add_parser("demo", help="train, evaluate and draw a classifier and a detector on built-in data")
+    demo.add_argument("--task", choices=("classify", "detect", "all"), default="all")
+    demo.add_argument("--detect-seconds", type=float, default=75.0, help="the detector's training time")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--epochs", type=int, default=None)
     demo.add_argument("--device", default="auto")
@@ -134,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"ninshiki: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:           # `ninshiki models | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("ninshiki: interrupted; `--resume OUT` continues a training run from its last finished epoch",
               file=sys.stderr)

@@ -1,8 +1,9 @@
-"""`ninshiki demo`: the toolkit end to end on built-in data, in a couple of minutes on a laptop CPU.
+"""`ninshiki demo`: the toolkit end to end on built-in data, in a few minutes on a laptop CPU.
 
-Trains a small AlexNet on scikit-learn's handwritten digits (shipped with scikit-learn, so it works
-offline everywhere), evaluates it, draws its confusion matrix and first-layer filters, and classifies
-a few held-out images saved as PNG files, as a user's photos would be.
+Classification: trains a small AlexNet on scikit-learn's handwritten digits (shipped with scikit-learn, so
+it works offline everywhere), evaluates it, draws its confusion matrix and first-layer filters, and
+classifies a few held-out images saved as PNG files, as a user's photos would be. Detection: see
+`demo_detect.py`.
 """
 from __future__ import annotations
 
@@ -28,13 +29,31 @@ def _write_samples(folder: Path, count: int = 24) -> Path:
     return folder
 
 
-def run_demo(*, out: str = "runs/demo", epochs: int | None = None, device: str = "auto") -> Path:
+def run_demo(*, out: str = "runs/demo", epochs: int | None = None, device: str = "auto", task: str = "all",
+             detect_seconds: float = 75.0) -> Path:
+    """Run the classification and/or detection demo (`task`: classify, detect or all) under `out`."""
+    root = Path(out)
+    lines = []
+    if task in ("classify", "all"):
+        top1 = _classify_demo(root / "classify" if task == "all" else root, epochs=epochs, device=device)
+        lines.append(f"classification: validation top-1 {top1:.3f} ({root / 'classify' if task == 'all' else root})")
+    if task in ("detect", "all"):
+        from ninshiki.api.demo_detect import run_detect_demo
+
+        where = root / "detect" if task == "all" else root
+        metrics = run_detect_demo(where, seconds=detect_seconds, device=device)
+        lines.append(f"detection: validation mAP@[.5:.95] {metrics['map']:.3f}, mAP@.5 {metrics['map50']:.3f}; "
+                     f"boxes drawn in {where / 'predict' / 'grid.png'}")
+    print("\ndemo finished:\n  " + "\n  ".join(lines) + f"\nresults: {root.resolve()}", flush=True)
+    return root
+
+
+def _classify_demo(root: Path, *, epochs: int | None, device: str) -> float:
     from ninshiki.api.classify_eval import evaluate
     from ninshiki.api.classify_filters import save_filters
     from ninshiki.api.classify_predict import predict
     from ninshiki.api.classify_train import train
 
-    root = Path(out)
     print(f"ninshiki demo: training {DEMO_MODEL} on scikit-learn's digits ({DEMO_IMAGE_SIZE}x{DEMO_IMAGE_SIZE}), "
           f"writing to {root}", flush=True)
     train(TrainConfig(data="digits", image_size=DEMO_IMAGE_SIZE, model=DEMO_MODEL, epochs=epochs or 15,
@@ -45,9 +64,4 @@ def run_demo(*, out: str = "runs/demo", epochs: int | None = None, device: str =
     save_filters(model=DEMO_MODEL, weights=weights, out=str(root / "val"))
     samples = _write_samples(root / "samples")
     predict(PredictConfig(source=str(samples), weights=weights, device=device, out=str(root / "predict")))
-    print(f"\ndemo finished: validation top-1 {metrics['top1']:.3f}.\n"
-          f"results: {root.resolve()}\n"
-          f"  train/   metrics.json, log.csv, curves.png, confusion.png, best.safetensors\n"
-          f"  val/     metrics.json, confusion.png/.csv, per_class.csv, filters.png\n"
-          f"  predict/ predictions.json/.csv/.png for the PNG files in samples/", flush=True)
-    return root
+    return float(metrics["top1"])
