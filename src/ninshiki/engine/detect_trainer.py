@@ -1,8 +1,8 @@
 """The epoch loop of a detection run: train, validate (COCO and VOC mAP), log, checkpoint, stop, resume.
 
-With `--time-limit`, the first epoch is timed and the number of epochs re-planned so that training fits
-the budget, and the learning-rate schedule is stretched to the new total (as Ultralytics' `time=` does),
-so a short budget still ends with a fully annealed model rather than a cut-off one.
+With `--time-limit`, the number of epochs is re-planned after every epoch from the mean epoch time so far,
+so that training fits the budget, and the learning-rate schedule is stretched to the new total (as
+Ultralytics' `time=` does): a short budget still ends with a fully annealed model, not a cut-off one.
 """
 from __future__ import annotations
 
@@ -143,15 +143,20 @@ def run_epoch(setup: DetectSetup, epoch: int, progress: DetectProgress, deadline
     return row, stopped
 
 
-def _replan(setup: DetectSetup, progress: DetectProgress, epoch_seconds: float) -> None:
-    """Under a time limit: as many epochs as fit in what is left of it, at the first epoch's pace."""
+def _replan(setup: DetectSetup, progress: DetectProgress) -> None:
+    """Under a time limit: as many epochs as fit in what is left of it, at the mean pace so far.
+
+    Re-planned after every epoch (as Ultralytics' `time=` does), so a slow first epoch (decoding and
+    caching the images, or a busy machine) does not leave the budget half used.
+    """
     cfg = setup.config
+    pace = progress.train_seconds / max(progress.epoch, 1)
     left = cfg.time_limit - progress.train_seconds
-    planned = progress.epoch + max(0, math.floor(left / max(epoch_seconds, 1e-9)))
-    progress.planned_epochs = max(progress.epoch, planned)
-    set_schedule(setup, max(progress.planned_epochs, 1))
-    print(f"time limit {cfg.time_limit:.0f}s: {epoch_seconds:.1f}s per epoch, planning {progress.planned_epochs} "
-          f"epochs", flush=True)
+    planned = max(progress.epoch, progress.epoch + math.floor(left / max(pace, 1e-9)))
+    if planned != progress.planned_epochs:
+        progress.planned_epochs = planned
+        set_schedule(setup, max(planned, 1))
+        print(f"time limit {cfg.time_limit:.0f}s: {pace:.1f}s per epoch, planning {planned} epochs", flush=True)
 
 
 def fit(setup: DetectSetup, progress: DetectProgress, *, callbacks: Sequence[EpochCallback] = ()) -> DetectProgress:
@@ -175,8 +180,8 @@ def fit(setup: DetectSetup, progress: DetectProgress, *, callbacks: Sequence[Epo
             print(_epoch_line(row, progress.planned_epochs), flush=True)
         for callback in callbacks:
             callback(progress.epoch - 1, row)
-        if cfg.time_limit is not None and progress.epoch == 1 and not stopped:
-            _replan(setup, progress, row["epoch_time_s"])
+        if cfg.time_limit is not None and not stopped:
+            _replan(setup, progress)
         if stopped or (cfg.patience is not None and progress.bad_validations >= cfg.patience):
             break
     _validate_last(setup, progress, out)
