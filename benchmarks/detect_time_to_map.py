@@ -86,17 +86,19 @@ def score_peer(records: list[dict], data: Path) -> dict[str, float]:
     return coco_evaluate(gt, results)
 
 
-def run_peer(data: Path, budget: float, out: Path, venv: Path, size: int) -> dict:
+def run_peer(data: Path, budget: float, out: Path, venv: Path, size: int, trained: str | None) -> dict:
     python = ensure_peer_venv(venv)
-    run = out / "yolov8n"
+    run = (out / "yolov8n").resolve()
     start = time.perf_counter()
+    reuse = ["--trained", trained] if trained else []
     subprocess.run([str(python), str(HERE / "peers" / "ultralytics_yolov8n.py"), "--data", str(data / "data.yaml"),
                     "--val-images", str(data / "images" / "val"), "--budget", str(budget), "--imgsz", str(size),
-                    "--out", str(run)], check=True, env={**os.environ, "YOLO_OFFLINE": "1"})
+                    "--out", str(run), *reuse], check=True, env={**os.environ, "YOLO_OFFLINE": "1"})
     wall = time.perf_counter() - start
     result = json.loads((run / "peer_result.json").read_text())
     scores = score_peer(result["detections"], data)
-    return {"system": "Ultralytics YOLOv8n (scratch)", "train_s": result["train_s"], "wall_s": wall, "epochs": -1,
+    return {"system": "Ultralytics YOLOv8n (scratch)", "train_s": result["train_s"], "wall_s": wall,
+            "epochs": result.get("epochs", -1),
             "map": scores["map"], "map50": scores["map50"], "images_per_s": result["images_per_s"]}
 
 
@@ -120,13 +122,14 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(RECIPES))
     parser.add_argument("--no-peer", action="store_true", help="skip Ultralytics YOLOv8n")
     parser.add_argument("--peer-venv", default=".venv-ultralytics")
+    parser.add_argument("--peer-trained", help="a finished YOLOv8n run folder to detect with instead of training")
     parser.add_argument("--out", default="runs/bench/detect")
     args = parser.parse_args()
     data = ensure_data(Path(args.data), args.train, args.val, args.image_size)
     out = Path(args.out)
     rows = []
     if not args.no_peer:
-        rows.append(run_peer(data, args.budget, out, Path(args.peer_venv), args.image_size))
+        rows.append(run_peer(data, args.budget, out, Path(args.peer_venv), args.image_size, args.peer_trained))
         print(json.dumps(rows[-1]), flush=True)
     for model in filter(None, args.models.split(",")):
         rows.append(run_ninshiki(model, data, args.budget, out))

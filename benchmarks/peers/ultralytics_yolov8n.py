@@ -30,6 +30,14 @@ def train(data: str, budget_s: float, imgsz: int, out: Path, workers: int, batch
     return model, time.perf_counter() - start
 
 
+def reuse(run: Path) -> tuple[object, float]:
+    """The model of a finished training run and its training seconds (the last row of its results.csv)."""
+    from ultralytics import YOLO
+
+    last = (run / "results.csv").read_text().strip().splitlines()[-1]
+    return YOLO(str(run / "weights" / "last.pt")), float(last.split(",")[1])
+
+
 def predict(model, images: list[Path], imgsz: int, batch: int) -> tuple[list[dict], float]:
     """COCO result records keyed by file name (the benchmark maps names to its image ids), and images/s."""
     records: list[dict] = []
@@ -55,13 +63,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--trained", help="a finished run of this script (its weights/last.pt and results.csv): "
+                                          "skip training, detect only")
     args = parser.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    out = Path(args.out)
-    model, train_s = train(args.data, args.budget, args.imgsz, out, args.workers, args.batch)
+    out = Path(args.out).resolve()   # absolute: Ultralytics puts a relative project under its own runs folder
+    out.mkdir(parents=True, exist_ok=True)
+    if args.trained:
+        model, train_s = reuse(Path(args.trained))
+    else:
+        model, train_s = train(args.data, args.budget, args.imgsz, out, args.workers, args.batch)
     images = sorted(p for p in Path(args.val_images).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     records, images_per_s = predict(model, images, args.imgsz, 8)
-    (out / "peer_result.json").write_text(json.dumps({"train_s": train_s, "images_per_s": images_per_s,
+    epochs = len((Path(args.trained) if args.trained else out).joinpath("results.csv").read_text().splitlines()) - 1
+    (out / "peer_result.json").write_text(json.dumps({"train_s": train_s, "epochs": epochs,
+                                                      "images_per_s": images_per_s,
                                                       "detections": records}))
 
 
