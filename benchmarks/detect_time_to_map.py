@@ -31,7 +31,7 @@ from machine import describe_machine  # noqa: E402
 HERE = Path(__file__).resolve().parent
 # Each detector's recipe for a CPU budget: its CLI flags besides data, budget and output. Flips only
 # (`--augment basic`): within 15 minutes (7-28 epochs here) SSD's zoom-out and IoU crops leave ssd_lite at
-# mAP 0.006 where flips reach 0.199 after 4 minutes (see RESULTS.md); they pay off only over long schedules.
+# mAP 0.006 where flips reach 0.199 after 4 minutes (see RESULTS.md for that trial's caveat).
 RECIPES: dict[str, list[str]] = {
     "ssd_lite": ["--batch-size", "16", "--lr", "3e-3", "--optimizer", "adamw", "--augment", "basic"],
     "faster_rcnn_small": ["--batch-size", "8", "--lr", "2e-3", "--optimizer", "adamw", "--augment", "basic"],
