@@ -214,5 +214,21 @@ def config_from_namespace(cls: type[C], namespace: argparse.Namespace) -> C:
     return build_config(cls, values)
 
 
+HARDWARE_FIELDS = ("device", "workers", "amp", "channels_last", "compile")   # may differ on resume
+
+
+def resolve_resume(config: C) -> C:
+    """`--resume OUT` continues OUT's run with OUT's own config; only hardware fields may change."""
+    if not getattr(config, "resume", None):
+        return config
+    run_dir = Path(config.resume)   # type: ignore[attr-defined]
+    if not (run_dir / "config.yaml").exists():
+        raise FileNotFoundError(f"--resume {run_dir}: no config.yaml there; is it a ninshiki training run folder?")
+    saved = load_yaml(run_dir / "config.yaml")
+    saved.update({name: getattr(config, name) for name in HARDWARE_FIELDS})
+    saved.update(out=str(run_dir), resume=str(run_dir))
+    return build_config(type(config), saved, source=str(run_dir / "config.yaml"))
+
+
 def to_yaml(config: Any) -> str:
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)

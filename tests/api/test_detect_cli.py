@@ -88,7 +88,7 @@ def test_resume_continues_to_the_planned_epochs(shapes: Path, trained: Path, tmp
                  "--out", str(run)]) == 0
     config = run / "config.yaml"
     config.write_text(config.read_text().replace("epochs: 1", "epochs: 2"))
-    assert main(["detect", "train", "--data", str(shapes), "--resume", str(run), "--workers", "0"]) == 0
+    assert main(["detect", "train", "--resume", str(run), "--workers", "0"]) == 0   # data comes from OUT's config
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 2.0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ninshiki.config import TrainConfig, build_config, load_yaml, parse_model_kwargs, to_yaml
+from ninshiki.config import TrainConfig, parse_model_kwargs, resolve_resume, to_yaml
 from ninshiki.engine import checkpoint
 from ninshiki.engine.batches import Normalizer, drops_last, make_batches
 from ninshiki.engine.loop import StepContext
@@ -20,20 +20,6 @@ from ninshiki.io import write_json, write_text
 from ninshiki.tasks.classify import ClassifyTask
 
 log = logging.getLogger(__name__)
-HARDWARE_FIELDS = ("device", "workers", "amp", "channels_last", "compile")   # may differ on resume
-
-
-def resolve_resume(config: TrainConfig) -> TrainConfig:
-    """`--resume OUT` continues OUT's run with OUT's own config; only hardware fields may change."""
-    if not config.resume:
-        return config
-    run_dir = Path(config.resume)
-    saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
-    if saved is None:
-        raise FileNotFoundError(f"--resume {run_dir}: no config.yaml there; is it a ninshiki training run folder?")
-    saved.update({name: getattr(config, name) for name in HARDWARE_FIELDS})
-    saved.update(out=str(run_dir), resume=str(run_dir))
-    return build_config(TrainConfig, saved, source=str(run_dir / "config.yaml"))
 
 
 def _load_data(config: TrainConfig):

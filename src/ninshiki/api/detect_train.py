@@ -14,28 +14,13 @@ from ninshiki.api.detect_common import (
     ground_truth,
     write_detection_report,
 )
-from ninshiki.config import build_config, load_yaml, parse_model_kwargs, to_yaml
+from ninshiki.config import parse_model_kwargs, resolve_resume, to_yaml
 from ninshiki.config_detect import DetectTrainConfig, require
 from ninshiki.engine.detect_loop import DetectStepContext
 from ninshiki.engine.detect_trainer import DetectProgress, DetectSetup, EpochCallback, fit, restore
 from ninshiki.engine.optim import make_optimizer, make_scheduler
 from ninshiki.engine.runtime import Runtime, make_runtime
 from ninshiki.io import write_json, write_text
-
-HARDWARE_FIELDS = ("device", "workers", "amp", "channels_last", "compile")   # may differ on resume
-
-
-def resolve_resume(config: DetectTrainConfig) -> DetectTrainConfig:
-    """`--resume OUT` continues OUT's run with OUT's own config; only hardware fields may change."""
-    if not config.resume:
-        return config
-    run_dir = Path(config.resume)
-    if not (run_dir / "config.yaml").exists():
-        raise FileNotFoundError(f"--resume {run_dir}: no config.yaml there; is it a ninshiki training run folder?")
-    saved = load_yaml(run_dir / "config.yaml")
-    saved.update({name: getattr(config, name) for name in HARDWARE_FIELDS})
-    saved.update(out=str(run_dir), resume=str(run_dir))
-    return build_config(DetectTrainConfig, saved, source=str(run_dir / "config.yaml"))
 
 
 def _build_model(config: DetectTrainConfig, classes: list[str], runtime: Runtime):
@@ -52,7 +37,7 @@ def _build_model(config: DetectTrainConfig, classes: list[str], runtime: Runtime
     return bare, model
 
 
-def _loaders(config: DetectTrainConfig, data, size: int, runtime: Runtime):
+def _loaders(config: DetectTrainConfig, data, size: int):
     """(train loader per epoch, its batches per epoch, validation loader factory or None)."""
     from ninshiki.data.detection import DetectionDataset, detection_loader, eval_transform, train_transform
 
@@ -87,7 +72,7 @@ def build_setup(config: DetectTrainConfig, runtime: Runtime) -> DetectSetup:
         print(summary, file=sys.stderr)
     bare, model = _build_model(config, data.classes, runtime)
     size = int(bare.input_size)
-    train_loader, steps, val_loader = _loaders(config, data, size, runtime)
+    train_loader, steps, val_loader = _loaders(config, data, size)
     optimizer = make_optimizer(bare, name=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
                                momentum=config.momentum, nesterov=config.nesterov)
     scheduler = make_scheduler(optimizer, lambda step: 1.0)      # fit() sets the real schedule
@@ -108,8 +93,8 @@ def build_setup(config: DetectTrainConfig, runtime: Runtime) -> DetectSetup:
 
 def train(config: DetectTrainConfig, *, callbacks: Sequence[EpochCallback] = ()) -> dict[str, float]:
     """Train a detector as `config` says; returns the best validation metrics, also in OUT/metrics.json."""
+    config = resolve_resume(config)   # a resumed run takes its data (and all else) from OUT's config
     require(config, "data")
-    config = resolve_resume(config)
     runtime = make_runtime(device=config.device, amp=config.amp, channels_last=config.channels_last)
     if runtime.distributed:   # the loaders do not shard by rank yet: every rank would train on every image
         raise ValueError("detect train runs in one process; data-parallel (torchrun) detection is not supported yet")
@@ -141,14 +126,12 @@ def _write_results(setup: DetectSetup, progress: DetectProgress, metrics: dict[s
     from ninshiki.viz.curves import save_training_curves
 
     data = setup.data
-    write_json(out / "metrics.json", metrics)
     save_training_curves(out / "log.csv", out / "curves.png")
     result = setup.last_eval
-    if result is not None and data.val is not None:
-        metric = setup.new_metric()
-        indices = sorted(result.detections)
-        metric.update([result.detections[i] for i in indices], [setup.ground_truth[i] for i in indices])
-        write_detection_report(out, metric, {**metric.compute(), **metrics}, data.classes)
+    if result is None or data.val is None:
+        write_json(out / "metrics.json", metrics)
+    else:   # metrics.json with the per-class table and curves of the best validation
+        write_detection_report(out, result.metric, metrics, data.classes)
         image_ids = [img.image_id if img.image_id is not None else i + 1 for i, img in enumerate(data.val.images)]
         category_ids = data.train.category_ids or list(range(1, len(data.classes) + 1))
         write_json(out / "val_predictions.json", coco_results(result.detections, image_ids, category_ids))

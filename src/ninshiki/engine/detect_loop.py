@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +37,7 @@ class EvalResult:
     losses: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    metric: Any = None                    # the DetectionMetric filled with these detections, once computed
 
 
 def _inputs(images: Tensor, runtime: Runtime) -> Tensor:

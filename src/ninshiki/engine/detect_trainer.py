@@ -107,6 +107,7 @@ def _validate(setup: DetectSetup) -> tuple[dict[str, float], EvalResult]:
     indices = sorted(result.detections)
     metric.update([result.detections[i] for i in indices], [setup.ground_truth[i] for i in indices])
     scores = metric.compute()
+    result.metric = metric
     row = {f"val_{name}": value for name, value in result.losses.items()}
     row.update({f"val_{k}": v for k, v in scores.items() if "/" not in k})
     return {"_all": scores, **row}, result
