@@ -38,29 +38,45 @@ class Detections:
 
     Boxes are `xyxy` in pixels of the image they were predicted on (x1, y1 inclusive corner, x2, y2 the
     exclusive one, as torchvision and COCO-after-conversion use them). `labels` index the dataset's class
-    list (0-based, contiguous); `scores` are in [0, 1], highest first.
+    list (0-based, contiguous); `scores` are in [0, 1], highest first. Instance segmenters (Mask R-CNN) also
+    fill `masks`: one bool mask per object over the whole image (None for box-only detectors).
     """
     boxes: Tensor    # (N, 4) float, xyxy
     scores: Tensor   # (N,) float
     labels: Tensor   # (N,) int64
+    masks: Tensor | None = None   # (N, H, W) bool, in the same pixels as the boxes
 
     def __post_init__(self) -> None:
         n = self.boxes.shape[0]
         if self.boxes.shape != (n, 4) or self.scores.shape != (n,) or self.labels.shape != (n,):
             raise ValueError(f"Detections: boxes {tuple(self.boxes.shape)}, scores {tuple(self.scores.shape)} "
                              f"and labels {tuple(self.labels.shape)} do not describe the same N objects")
+        if self.masks is not None and (self.masks.dim() != 3 or self.masks.shape[0] != n):
+            raise ValueError(f"Detections: masks {tuple(self.masks.shape)} are not (N, H, W) for N = {n} objects")
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
     def to(self, device: str | torch.device) -> Detections:
-        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))
+        masks = self.masks.to(device) if self.masks is not None else None
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), masks)
 
     def __getitem__(self, index: Tensor | slice) -> Detections:
         """The detections selected by a boolean mask, index tensor or slice."""
-        return Detections(self.boxes[index], self.scores[index], self.labels[index])
+        masks = self.masks[index] if self.masks is not None else None
+        return Detections(self.boxes[index], self.scores[index], self.labels[index], masks)
 
     @staticmethod
     def empty(device: str | torch.device = "cpu") -> Detections:
         return Detections(torch.zeros(0, 4, device=device), torch.zeros(0, device=device),
                           torch.zeros(0, dtype=torch.int64, device=device))
+
+
+class SegmentationOutput(NamedTuple):
+    """Raw output of every semantic segmenter, the same type in training and evaluation mode.
+
+    Logits are at the input's resolution (the models upsample inside), so a loss and an argmax need no
+    knowledge of the network's strides.
+    """
+    logits: Tensor                       # (B, K, H, W) class scores per input pixel, background included
+    aux_logits: tuple[Tensor, ...] = ()  # (B, K, H, W) each; auxiliary heads (PSPNet), training mode only

@@ -5,7 +5,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from ninshiki.structures import ClassifierOutput, Detections, FeatureInfo
+from ninshiki.structures import ClassifierOutput, Detections, FeatureInfo, SegmentationOutput
 
 # A detection target: {"boxes": (N, 4) float xyxy pixels of the input, "labels": (N,) int64 in [0, K)}.
 Target = dict[str, Tensor]
@@ -64,3 +64,29 @@ class Detector(Protocol):
     def loss(self, raw: Any, targets: list[Target]) -> dict[str, Tensor]: ...
 
     def postprocess(self, raw: Any, sizes: list[tuple[int, int]] | None = None) -> list[Detections]: ...
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """A semantic segmenter: one class per pixel (DESIGN.md, contract 2).
+
+    `forward(images, targets=None)` takes RGB float images in [0, 1], (B, 3, H, W) with H and W multiples of
+    32, un-normalised (the model holds its own mean and std), and returns a `SegmentationOutput` whose logits
+    are at the input resolution, in training and evaluation mode alike (auxiliary logits in training mode
+    only). `targets` are (B, H, W) int64 class maps, `ignore_index` where unlabelled; segmenters ignore them
+    in `forward` (the argument keeps the call the same as a detector's). `loss(raw, targets)` returns named
+    scalar losses with the total under "loss"; `postprocess(raw, sizes)` returns one (h, w) int64 class
+    map per image, the top-left `sizes[i] = (h, w)` of the input (the rest is padding; default: all of it).
+    `num_classes` counts every class, background included; `input_size` is the side of training crops.
+    """
+
+    num_classes: int
+    input_size: int
+    ignore_index: int
+    classifier_names: tuple[str, ...]
+
+    def __call__(self, images: Tensor, targets: Tensor | None = None) -> SegmentationOutput: ...
+
+    def loss(self, raw: SegmentationOutput, targets: Tensor) -> dict[str, Tensor]: ...
+
+    def postprocess(self, raw: SegmentationOutput, sizes: list[tuple[int, int]] | None = None) -> list[Tensor]: ...

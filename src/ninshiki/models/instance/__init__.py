@@ -1,0 +1,1 @@
+"""Instance segmenters. Importing this package registers every architecture under task "instance"."""

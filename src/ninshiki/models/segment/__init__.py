@@ -1,0 +1,1 @@
+"""Semantic segmenters. Importing this package registers every architecture under task "segment"."""
