@@ -58,6 +58,9 @@ class Batch:
     letterboxes: list[Identity] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
+    def __len__(self) -> int:
+        return len(self.indices)
+
     def to(self, device: torch.device) -> Batch:
         return self
 

@@ -40,17 +40,19 @@ class TrainedDetector:
 
 
 def detector_record(*, model: str, model_kwargs: dict[str, Any], classes: list[str], image_size: int,
-                    category_ids: list[int] | None) -> dict[str, Any]:
-    """What every detection weights file says about itself, so val and predict need nothing else."""
-    return {"model": model, "model_kwargs": model_kwargs, "task": "detect", "classes": list(classes),
+                    category_ids: list[int] | None, task: str = "detect") -> dict[str, Any]:
+    """What every detection (or instance-segmentation) weights file says about itself, so val and predict
+    need nothing else."""
+    return {"model": model, "model_kwargs": model_kwargs, "task": task, "classes": list(classes),
             "image_size": int(image_size), "category_ids": list(category_ids) if category_ids else None}
 
 
-def load_detector(weights: str, model: str | None = None, image_size: int | None = None) -> TrainedDetector:
+def load_detector(weights: str, model: str | None = None, image_size: int | None = None, *,
+                  task: str = "detect") -> TrainedDetector:
     from ninshiki.api.weights_record import read_task_record
     from ninshiki.models.weights import create_model
 
-    record = read_task_record(weights, task="detect", model=model)
+    record = read_task_record(weights, task=task, model=model)
     net = create_model(record["model"], num_classes=len(record["classes"]), weights=weights,
                        **record.get("model_kwargs", {}))
     size = int(image_size or record["image_size"])
@@ -91,25 +93,58 @@ def write_detection_report(out: Path, metric: Any, scores: dict[str, float], cla
     save_miss_rate_curves(curves, out / "miss_rate.png")
 
 
-def coco_results(detections: dict[int, Any], image_ids: list[int], category_ids: list[int]) -> list[dict[str, Any]]:
+def coco_results(detections: dict[int, Any], image_ids: list[int], category_ids: list[int], *,
+                 rles: dict[int, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """COCO result-format records (bbox xywh) of detections keyed by dataset index.
 
     Values keep full float32 precision: rounded scores tie and rounded boxes shift IoUs, and then scoring the
     file with pycocotools would not reproduce metrics.json exactly.
+
+    Instance masks, from `rles` (`EvalResult.rles`, keyed like `detections`) or else from the detections'
+    own `masks` (in original-image pixels), add a "segmentation": compressed RLE with ``counts`` a str.
+    Records then hold both "bbox" and "segmentation"; pycocotools' `loadRes` takes the areas of its size
+    ranges from "bbox" when present, so drop it before a "segm" evaluation for mask areas (as Detectron2
+    does, and as `InstanceMetric` computes); AP and AR over all areas are the same either way.
     """
     records = []
     for index in sorted(detections):
         det = detections[index]
-        for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist()):
+        masks = _masks_rles(det, rles.get(index) if rles is not None else None, index)
+        for j, (box, score, label) in enumerate(zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist())):
             x1, y1, x2, y2 = box
-            records.append({"image_id": int(image_ids[index]), "category_id": int(category_ids[label]),
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+            record = {"image_id": int(image_ids[index]), "category_id": int(category_ids[label]),
+                      "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)}
+            if masks is not None:
+                record["segmentation"] = masks[j]
+            records.append(record)
     return records
 
 
-def ground_truth(annotated: Any) -> list[Any]:
-    """GroundTruth of every image of an AnnotatedSet, in the upright (EXIF-applied) pixels detections use."""
+def _masks_rles(det: Any, rles: list[dict[str, Any]] | None, index: int) -> list[dict[str, Any]] | None:
+    """JSON-ready compressed RLEs of one image's detections, or None for box-only detections."""
+    if rles is None and getattr(det, "masks", None) is None:
+        return None
+    if rles is None:
+        from ninshiki.metrics.instance import encode_masks
+
+        rles = encode_masks(det.masks)
+    if len(rles) != len(det):
+        raise ValueError(f"image {index}: {len(rles)} masks for {len(det)} detections")
+    return [{"size": [int(v) for v in rle["size"]],
+             "counts": rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]}
+            for rle in rles]
+
+
+def ground_truth(annotated: Any, *, with_masks: bool = False) -> list[Any]:
+    """GroundTruth of every image of an AnnotatedSet, in the upright (EXIF-applied) pixels detections use.
+
+    With `with_masks` each keeps its objects' segmentations (moved upright too) for mask AP; without, they are
+    dropped, so box-only evaluation neither turns RLEs of rotated images nor holds them in memory.
+    """
+    from dataclasses import replace
+
     from ninshiki.data.detection import upright_annotation
     from ninshiki.metrics.detection import GroundTruth
 
-    return [GroundTruth.from_annotated(upright_annotation(image, annotated.path(image))) for image in annotated.images]
+    images = annotated.images if with_masks else [replace(image, segmentations=None) for image in annotated.images]
+    return [GroundTruth.from_annotated(upright_annotation(image, annotated.path(image))) for image in images]

@@ -21,7 +21,8 @@ class TrainedClassifier:
     tta: bool = False                # trained and validated with mirror-image test-time augmentation
 
 
-_TASK_NOUNS = {"classify": "a classifier", "detect": "a detector"}
+_TASK_NOUNS = {"classify": "a classifier", "detect": "a detector", "segment": "a semantic segmenter",
+               "instance": "an instance segmenter"}
 
 
 def read_task_record(weights: str, *, task: str, model: str | None) -> dict[str, Any]:

@@ -47,6 +47,8 @@ class GroundTruth:
     difficult: np.ndarray | None = None  # (N,) bool; VOC difficult objects; None -> all False
     areas: np.ndarray | None = None     # (N,) float; COCO "area" for the size ranges; None -> box areas
     image_id: int | None = None         # None -> numbered by DetectionMetric in order of arrival
+    # Per object: COCO polygons or an RLE dict in the pixels of `size` (mask AP, `InstanceMetric`), or None.
+    segmentations: list[Any] | None = None
 
     def __post_init__(self) -> None:
         where = f"GroundTruth(image_id={self.image_id})"
@@ -59,13 +61,16 @@ class GroundTruth:
             self.areas = _numpy(self.areas, np.float64, (n,), f"{where}.areas")
         if not np.isfinite(self.boxes).all():
             raise ValueError(f"{where}: boxes must be finite")
+        if self.segmentations is not None and len(self.segmentations) != n:
+            raise ValueError(f"{where}: {len(self.segmentations)} segmentations for {n} objects")
         self.size = (int(self.size[0]), int(self.size[1]))
 
     @classmethod
     def from_annotated(cls, image: AnnotatedImage) -> GroundTruth:
-        """The ground truth of one `AnnotatedImage` (boxes in the pixels of its file)."""
+        """The ground truth of one `AnnotatedImage` (boxes and segmentations in the pixels of its file)."""
         return cls(boxes=image.boxes, labels=image.labels, size=(image.height, image.width), iscrowd=image.iscrowd,
-                   difficult=image.difficult, areas=image.areas, image_id=image.image_id)
+                   difficult=image.difficult, areas=image.areas, image_id=image.image_id,
+                   segmentations=image.segmentations)
 
 
 class DetectionMetric:
@@ -87,7 +92,7 @@ class DetectionMetric:
         classes: class names; detection and ground-truth labels index this list.
         category_ids: COCO category id of each class (default 1 .. K). COCO averages in increasing id
             order, so the means match pycocotools run on the same data written as COCO JSON.
-        iou_type: "bbox", the only kind `Detections` carry.
+        iou_type: "bbox"; `metrics.instance.InstanceMetric` adds mask AP.
     """
 
     def __init__(self, classes: list[str], *, category_ids: list[int] | None = None, iou_type: str = "bbox") -> None:
@@ -97,7 +102,8 @@ class DetectionMetric:
         if len(ids) != len(classes) or len(set(ids)) != len(ids):
             raise ValueError(f"category_ids must be {len(classes)} unique ids, one per class, got {category_ids!r}")
         if iou_type != "bbox":
-            raise ValueError(f"iou_type {iou_type!r} is not supported: Detections carry boxes only ('bbox')")
+            raise ValueError(f"iou_type {iou_type!r} is not supported: DetectionMetric evaluates boxes ('bbox'); "
+                             "InstanceMetric adds masks")
         self.classes = list(classes)
         self.category_ids = ids
         self.iou_type = iou_type
@@ -105,24 +111,29 @@ class DetectionMetric:
 
     def reset(self) -> None:
         """Forget every image seen so far."""
-        self._images: dict[int, tuple[np.ndarray, ...]] = {}
+        self._images: dict[int, tuple[Any, ...]] = {}
         self._result: dict[str, Any] | None = None
 
     def update(self, predictions: list[Detections], targets: list[GroundTruth]) -> None:
         """Add images: the detections of each and its ground truth, in the same pixel coordinates."""
+        self._add(predictions, targets, [None] * len(predictions))
+
+    def _add(self, predictions: list[Detections], targets: list[GroundTruth], extras: list[Any]) -> None:
+        """`update`, with one more item per image for subclasses' `_record` (InstanceMetric: its RLEs)."""
         if len(predictions) != len(targets):
             raise ValueError(f"got {len(predictions)} predictions for {len(targets)} targets")
-        added: dict[int, tuple[np.ndarray, ...]] = {}   # committed only once the whole batch is valid
-        for det, gt in zip(predictions, targets):
+        added: dict[int, tuple[Any, ...]] = {}   # committed only once the whole batch is valid
+        for det, gt, extra in zip(predictions, targets, extras):
             image_id = int(gt.image_id) if gt.image_id is not None else len(self._images) + len(added) + 1
             if image_id in self._images or image_id in added:
                 raise ValueError(f"image_id {image_id} was given twice (images without an id are numbered 1, 2, ... "
                                  "in order of arrival; give every image an id or none)")
-            added[image_id] = self._record(image_id, det, gt)
+            added[image_id] = self._record(image_id, det, gt, extra)
         self._images.update(added)
         self._result = None
 
-    def _record(self, image_id: int, det: Detections, gt: GroundTruth) -> tuple[np.ndarray, ...]:
+    def _record(self, image_id: int, det: Detections, gt: GroundTruth, extra: Any = None) -> tuple[Any, ...]:
+        """(det boxes, scores, labels, gt boxes, labels, iscrowd, difficult, areas (NaN: none given))."""
         n, k = len(det), len(self.classes)
         boxes = _numpy(det.boxes, np.float64, (n, 4), f"detections of image {image_id}")
         scores = _numpy(det.scores, np.float64, (n,), f"scores of image {image_id}")

@@ -9,6 +9,11 @@ classification (`data.splits.FileSplit`), a file that cannot be read is not an e
 Decoded images can be kept in memory after their first read (`cache_images`): a few thousand 320-pixel
 images take a few hundred MB. Each DataLoader worker process fills its own cache, so use persistent workers
 (`detection_loader` does) or none for the cache to last across epochs.
+
+Instance segmentation (`with_masks`) adds each object's mask to its target, rasterised from the record's
+COCO segmentation (polygons or RLE, by pycocotools' rasteriser: the pixels the mask AP is computed on) in
+the annotated frame and turned upright like the boxes (`orientation.orient_masks`). Masks are rasterised
+anew for every sample and never cached: one image's masks are N full-size planes, a dataset's would not fit.
 """
 from __future__ import annotations
 
@@ -20,9 +25,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ninshiki.data.annotations import AnnotatedSet
+from ninshiki.data.annotations import AnnotatedSet, AnnotationError
 from ninshiki.data.detection.mosaic import mosaic, random_center
-from ninshiki.data.detection.orientation import exif_orientation, upright_boxes
+from ninshiki.data.detection.orientation import annotation_orientation, exif_orientation, orient_boxes, orient_masks
 from ninshiki.data.detection.transforms import Letterbox
 from ninshiki.data.images import ImageReadError, read_image
 from ninshiki.data.splits import Unreadable
@@ -78,16 +83,20 @@ class DetectionDataset(Dataset):
         mosaic: probability of tiling each item with three random others (`mosaic.mosaic`) before the
             transform; None takes the transform's own `mosaic` (`train_transform(mosaic=...)`). Needs a
             transform with a `size` (the canvas side).
-        skip_crowd: drop COCO crowd regions from the targets; otherwise they stay, flagged in "iscrowd".
+        skip_crowd: drop COCO crowd regions from the targets; otherwise they stay, flagged in "iscrowd" (their
+            masks too, with `with_masks`).
+        with_masks: add "masks" (N, H, W) uint8 to each target, one per box, from the records'
+            `segmentations` (see the module docstring); transforms and mosaic move them with the boxes.
 
     Raises (from `__getitem__`):
-        AnnotationError: the annotated image size is neither the file's stored nor its upright size.
+        AnnotationError: the annotated image size is neither the file's stored nor its upright size; with
+            `with_masks`, an object without a segmentation or with a malformed one (naming file and object).
     """
 
     def __init__(self, annotated: AnnotatedSet, transform: Transform, *, cache_images: bool = True,
-                 mosaic: float | None = None, skip_crowd: bool = True) -> None:
+                 mosaic: float | None = None, skip_crowd: bool = True, with_masks: bool = False) -> None:
         self.annotated, self.transform = annotated, transform
-        self.cache_images, self.skip_crowd = cache_images, skip_crowd
+        self.cache_images, self.skip_crowd, self.with_masks = cache_images, skip_crowd, with_masks
         self.mosaic = float(getattr(transform, "mosaic", 0.0) if mosaic is None else mosaic)
         if not 0.0 <= self.mosaic <= 1.0:
             raise ValueError(f"mosaic is a probability in [0, 1], got {self.mosaic}")
@@ -95,7 +104,8 @@ class DetectionDataset(Dataset):
         if self.mosaic > 0 and not self.size:
             raise ValueError("mosaic needs a transform with a `size` attribute (the canvas side), "
                              f"such as train_transform(...); got {transform!r}")
-        self._cache: list[tuple[Tensor, Target] | None] = [None] * len(annotated.images)
+        # image, target without masks, and the orientation that moved the annotations upright
+        self._cache: list[tuple[Tensor, Target, int] | None] = [None] * len(annotated.images)
 
     def __len__(self) -> int:
         return len(self.annotated.images)
@@ -107,29 +117,60 @@ class DetectionDataset(Dataset):
         """The decoded upright image and its target in its pixels, before any transform.
 
         Shape:
-            - Output: image (3, H, W) uint8; boxes (N, 4) float32 xyxy; labels (N,) int64.
+            - Output: image (3, H, W) uint8; boxes (N, 4) float32 xyxy; labels (N,) int64; with
+              `with_masks`, masks (N, H, W) uint8.
 
         Raises:
             ImageReadError: the file cannot be decoded.
         """
         cached = self._cache[index]
-        if cached is not None:
-            return cached
+        if cached is None:
+            cached = self._decode(index)
+            if self.cache_images:
+                self._cache[index] = cached
+        image, target, turn = cached
+        if self.with_masks:
+            target = {**target, "masks": self._masks(index, turn, tuple(image.shape[-2:]))}
+        return image, target
+
+    def _decode(self, index: int) -> tuple[Tensor, Target, int]:
         record = self.annotated.images[index]
         path = self.file(index)
         image = read_image(path)                                            # (3, H, W) uint8, upright
+        annotated = (record.height, record.width)
+        turn = annotation_orientation(annotated=annotated, decoded=tuple(image.shape[-2:]),
+                                      orientation=exif_orientation(path), path=path)
         boxes = torch.from_numpy(record.boxes).to(torch.float32).reshape(-1, 4)  # (N, 4) xyxy as annotated
-        boxes = upright_boxes(boxes, annotated=(record.height, record.width), decoded=tuple(image.shape[-2:]),
-                              orientation=exif_orientation(path), path=path)
+        boxes = boxes if turn == 1 else orient_boxes(boxes, turn, annotated)
         target: Target = {"boxes": boxes, "labels": torch.from_numpy(record.labels).to(torch.int64)}
         crowd = torch.from_numpy(record.iscrowd).to(torch.bool)             # (N,)
         if self.skip_crowd:
             target = {key: value[~crowd] for key, value in target.items()}
         else:
             target["iscrowd"] = crowd
-        if self.cache_images:
-            self._cache[index] = (image, target)
-        return image, target
+        return image, target, turn
+
+    def _masks(self, index: int, turn: int, size: tuple[int, int]) -> Tensor:
+        """(N, H, W) uint8 masks of the objects `load` keeps, in the upright image's pixels."""
+        from ninshiki.data.formats.rle import decode_segmentation  # faster-coco-eval: imported when masks are used
+
+        record = self.annotated.images[index]
+        kept = [j for j in range(len(record)) if not (self.skip_crowd and record.iscrowd[j])]
+        masks = torch.zeros((len(kept), record.height, record.width), dtype=torch.uint8)  # (N, h, w) annotated
+        for row, j in enumerate(kept):
+            segmentation = record.segmentations[j] if record.segmentations is not None else None
+            if segmentation is None:
+                raise AnnotationError(f"{self.file(index)}: object {j} has no segmentation; instance masks need "
+                                      "one (polygons or RLE) for every object")
+            try:
+                pixels = decode_segmentation(segmentation, record.height, record.width)  # (h, w) bool
+            except (ValueError, TypeError, KeyError) as err:
+                raise AnnotationError(f"{self.file(index)}: object {j}: malformed segmentation ({err})") from None
+            masks[row] = torch.from_numpy(pixels)
+        masks = orient_masks(masks, turn)                                   # (N, H, W) upright
+        if tuple(masks.shape[-2:]) != size:   # cannot happen after annotation_orientation; guards the invariant
+            raise AnnotationError(f"{self.file(index)}: masks of {tuple(masks.shape[-2:])} for an image of {size}")
+        return masks.contiguous()
 
     def __getitem__(self, index: int) -> DetectionSample | Unreadable:
         path = self.file(index)

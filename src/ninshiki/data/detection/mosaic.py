@@ -90,7 +90,7 @@ def _place_masks(masks: Tensor, box: Letterbox, region: tuple[int, int, int, int
     placed = masks.new_zeros(len(masks), size, size)                       # (N, S, S)
     if len(masks) == 0:
         return placed
-    resized = TF.resize(masks, [res_h, res_w], interpolation=TF.InterpolationMode.NEAREST)
+    resized = TF.resize(masks, [res_h, res_w], interpolation=TF.InterpolationMode.NEAREST_EXACT)  # pixel centres, as the letterbox
     x1, y1, x2, y2 = region
     placed[:, y1:y2, x1:x2] = _visible(resized, region, x0, y0)
     return placed

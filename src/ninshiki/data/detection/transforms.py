@@ -16,9 +16,10 @@ The augmentations are those each detector family was published with:
 
 The letterbox resizes (antialiased) so the longer side equals the input size and pads the bottom and right
 with grey 114, so the image keeps the input's top-left corner: `Letterbox.valid_size` is then the
-(height, width) a detector's postprocess clips to, and mapping back is one scale. Boxes that leave the
-image or shrink below `MIN_BOX_SIZE` input pixels are dropped together with their labels, masks and any
-other per-box entry (``iscrowd``), by `SanitizeBoundingBoxes`.
+(height, width) a detector's postprocess clips to, and mapping back is one scale (`Letterbox.to_original`
+for boxes, `Letterbox.masks_to_original` for instance masks). Boxes that leave the image or shrink below
+`MIN_BOX_SIZE` input pixels are dropped together with their labels, masks and any other per-box entry
+(``iscrowd``), by `SanitizeBoundingBoxes`.
 """
 from __future__ import annotations
 
@@ -87,6 +88,60 @@ class Letterbox:
         return torch.stack([out[:, 0].clamp(0, width), out[:, 1].clamp(0, height),
                             out[:, 2].clamp(0, width), out[:, 3].clamp(0, height)], dim=1)
 
+    def masks_to_original(self, masks: Tensor, *, threshold: float | None = 0.5) -> Tensor:
+        """Map per-object masks from network-input pixels back to the original image's pixels.
+
+        Each original pixel takes the input's value where its centre lands, ``(x + 0.5) * scale + pad``:
+        the nearest input pixel's for bool masks; for probabilities, the bilinear interpolation of the four
+        around it (`F.interpolate`'s ``align_corners=False`` rule, at the exact letterbox scale rather than
+        a rounded size ratio), thresholded to bool (``>= threshold``) unless `threshold` is None. Only the
+        pixels the resized image fills are read, never the padding. Objects are processed in chunks, so the
+        float intermediates stay below ~64 MB.
+
+        Args:
+            masks: over the whole input or cropped to its valid region (`valid_size`): anything anchored at
+                the input's top-left corner that covers the image.
+            threshold: for float masks, the probability from which a pixel belongs to the object.
+
+        Shape:
+            - masks: (N, h, w) bool or float. Output: (N, H0, W0) with (H0, W0) = `size`, bool (float for
+              float masks with `threshold` None), on the masks' device.
+
+        Raises:
+            ValueError: masks that are not (N, h, w) or do not cover the image's region.
+        """
+        height, width = self.size
+        rows, (y_first, y_last) = self._centres(height, self.pad_y, masks, -2)       # (H0,) input y
+        cols, (x_first, x_last) = self._centres(width, self.pad_x, masks, -1)       # (W0,) input x
+        if masks.dtype == torch.bool:
+            iy, ix = rows.floor().long().clamp(y_first, y_last), cols.floor().long().clamp(x_first, x_last)
+            return masks[:, iy][:, :, ix]                                            # (N, H0, W0)
+        (y0, y1, wy), (x0, x1, wx) = _bilinear(rows, y_first, y_last), _bilinear(cols, x_first, x_last)
+        chunk = max(1, (16 << 20) // max(1, height * max(masks.shape[-1], width)))
+        out = []
+        for part in masks.split(chunk):
+            part = part.float()                                                      # (n, h, w)
+            part = part[:, y0] * (1 - wy)[:, None] + part[:, y1] * wy[:, None]       # (n, H0, w)
+            part = part[:, :, x0] * (1 - wx) + part[:, :, x1] * wx                    # (n, H0, W0)
+            out.append(part if threshold is None else part >= threshold)
+        if not out:
+            return masks.new_zeros((0, height, width), dtype=torch.float32 if threshold is None else torch.bool)
+        return torch.cat(out)
+
+    def _centres(self, count: int, pad: float, masks: Tensor, dim: int) -> tuple[Tensor, tuple[int, int]]:
+        """Input coordinates of the original pixels' centres along one axis, and the first and last input
+        pixel the resized image fills there (`resized`, shifted by the pad)."""
+        if masks.ndim != 3:
+            raise ValueError(f"masks must be (N, h, w), got shape {tuple(masks.shape)}")
+        centres = (torch.arange(count, dtype=torch.float64, device=masks.device) + 0.5) * self.scale + pad  # (count,)
+        first = math.floor(pad + 0.5)
+        last = max(first, math.floor(pad + count * self.scale + 0.5) - 1)
+        if masks.shape[dim] <= last:
+            raise ValueError(f"masks of shape {tuple(masks.shape)} do not cover the image: a {self.size[1]}x"
+                             f"{self.size[0]} image letterboxed at scale {self.scale:g} fills input pixels "
+                             f"{first}..{last} along dimension {dim}")
+        return centres, (first, last)
+
     def valid_size(self, input_size: int | Sequence[int]) -> tuple[int, int]:
         """(h, w) of the region of an input of `input_size` (a side, or (h, w)) that the image covers.
 
@@ -98,6 +153,19 @@ class Letterbox:
         height, width = self.size
         far_y, far_x = self.pad_y + height * self.scale, self.pad_x + width * self.scale
         return min(in_h, math.ceil(round(far_y, 6))), min(in_w, math.ceil(round(far_x, 6)))
+
+
+def _bilinear(centres: Tensor, first: int, last: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Neighbour indices and weight of linear interpolation at continuous coordinates, as `F.interpolate`
+    with ``align_corners=False`` over the pixels first..last (the edge pixels' values continue outwards).
+
+    Shape:
+        - centres: (M,) float64. Output: lower (M,) int64, upper (M,) int64, weight of the upper (M,) float32.
+    """
+    source = (centres - 0.5).clamp(first, last)                              # (M,) in pixel-index units
+    lower = source.floor().long()
+    upper = (lower + 1).clamp(max=last)
+    return lower, upper, (source - lower).float()
 
 
 def letterbox_boxes(boxes: Tensor, box: Letterbox) -> Tensor:
@@ -116,10 +184,16 @@ def letterbox(image: Tensor, size: int) -> tuple[Tensor, Letterbox]:
 
 
 def _fit_image(image: Tensor, box: Letterbox, size: int, *, fill: int = GREY) -> Tensor:
-    """Resize and pad one image-like tensor (an image, or (N, H, W) masks with nearest neighbours)."""
+    """Resize and pad one image-like tensor: an image (antialiased), or (N, H, W) `tv_tensors.Mask`s.
+
+    Masks take the pixel nearest to each output pixel's centre (NEAREST_EXACT: torch's plain NEAREST reads
+    up to a pixel up and left of it), the rule `Letterbox.masks_to_original` inverts.
+    """
     res_h, res_w = box.resized
     if tuple(image.shape[-2:]) != (res_h, res_w):
-        image = TF.resize(image, [res_h, res_w], antialias=True)
+        exact = v2.InterpolationMode.NEAREST_EXACT if isinstance(image, tv_tensors.Mask) else None
+        image = (TF.resize(image, [res_h, res_w], interpolation=exact) if exact is not None
+                 else TF.resize(image, [res_h, res_w], antialias=True))
     if (res_h, res_w) != (size, size):
         image = TF.pad(image, [0, 0, size - res_w, size - res_h], fill=fill)
     return image
@@ -134,7 +208,7 @@ def _letterbox_sample(image: tv_tensors.Image, target: Target, size: int) -> tup
                                             canvas_size=(size, size))
     if "masks" in target:
         masks = target["masks"]
-        out["masks"] = (tv_tensors.Mask(_fit_image(masks, box, size, fill=0)) if len(masks)
+        out["masks"] = (tv_tensors.Mask(_fit_image(tv_tensors.Mask(masks), box, size, fill=0)) if len(masks)
                         else tv_tensors.Mask(masks.new_zeros(0, size, size)))
     return _fit_image(image, box, size), out, box
 
