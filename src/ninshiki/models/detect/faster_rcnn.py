@@ -15,6 +15,7 @@ anchor sizes scale with `input_size` (the paper's are for 600 px images); explic
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -65,7 +66,8 @@ def faster_rcnn_resnet50_fpn(*, num_classes: int, in_channels: int = 3, **kwargs
 
 
 def _resnet50_fpn(num_classes: int, in_channels: int, config: FasterRCNNConfig, *, input_size: int = 800,
-                  trainable_backbone_layers: int = 5, frozen_batchnorm: bool = False) -> FasterRCNN:
+                  trainable_backbone_layers: int = 5, frozen_batchnorm: bool = False,
+                  detector: Callable[..., FasterRCNN] = FasterRCNN) -> FasterRCNN:
     if not 0 <= trainable_backbone_layers <= 5:
         raise ValueError(f"trainable_backbone_layers must be in [0, 5], got {trainable_backbone_layers}")
     body = ResNet(block=Bottleneck, layers=(3, 4, 6, 3), in_channels=in_channels)
@@ -76,9 +78,9 @@ def _resnet50_fpn(num_classes: int, in_channels: int, config: FasterRCNNConfig, 
             parameter.requires_grad_(False)
     backbone = PyramidBackbone(body, out_channels=256)
     roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
-    model = FasterRCNN(backbone=backbone, roi_pool=roi_pool, box_head=TwoMLPHead(256 * 7 * 7, 1024),
-                       representation_size=1024, num_classes=num_classes, config=config, input_size=input_size,
-                       in_channels=in_channels, first_conv="backbone.body.conv1")
+    model = detector(backbone=backbone, roi_pool=roi_pool, box_head=TwoMLPHead(256 * 7 * 7, 1024),
+                     representation_size=1024, num_classes=num_classes, config=config, input_size=input_size,
+                     in_channels=in_channels, first_conv="backbone.body.conv1")
     if frozen_batchnorm:
         model.freeze_batchnorm(body)
     return model
@@ -144,11 +146,12 @@ def faster_rcnn_small(*, num_classes: int, in_channels: int = 3, **kwargs: Any) 
 
 
 def _small(num_classes: int, in_channels: int, config: FasterRCNNConfig, *, input_size: int = 320, width: int = 16,
-           fpn_channels: int = 64, representation_size: int = 256) -> FasterRCNN:
+           fpn_channels: int = 64, representation_size: int = 256,
+           detector: Callable[..., FasterRCNN] = FasterRCNN) -> FasterRCNN:
     body = SmallBackbone(in_channels=in_channels, width=width, out_strides=(8, 16, 32))
     backbone = PyramidBackbone(body, out_channels=fpn_channels)
     roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
     head = TwoMLPHead(fpn_channels * 7 * 7, representation_size)
-    return FasterRCNN(backbone=backbone, roi_pool=roi_pool, box_head=head, representation_size=representation_size,
-                      num_classes=num_classes, config=config, input_size=input_size, in_channels=in_channels,
-                      first_conv=f"backbone.body.{body.first_conv}")
+    return detector(backbone=backbone, roi_pool=roi_pool, box_head=head, representation_size=representation_size,
+                    num_classes=num_classes, config=config, input_size=input_size, in_channels=in_channels,
+                    first_conv=f"backbone.body.{body.first_conv}")
