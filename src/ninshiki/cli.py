@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ninshiki.cli_detect import add_data_tools, add_detect
+from ninshiki.cli_segment import add_segment, add_segmentation_data_tools
 from ninshiki.config import EvalConfig, PredictConfig, TrainConfig, add_config_arguments, config_from_namespace
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError, FloatingPointError)
@@ -67,7 +68,8 @@ def _data_check(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> None:
     from ninshiki.api.demo import run_demo
 
-    run_demo(out=args.out, epochs=args.epochs, device=args.device, task=args.task, detect_seconds=args.detect_seconds)
+    run_demo(out=args.out, epochs=args.epochs, device=args.device, task=args.task, detect_seconds=args.detect_seconds,
+             segment_seconds=args.segment_seconds)
 
 
 def _add_classify(commands: argparse._SubParsersAction) -> None:
@@ -94,16 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=_models)
     _add_classify(commands)
     add_detect(commands)
+    add_segment(commands)
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="mode", required=True)
     add_data_tools(data)
+    add_segmentation_data_tools(data)
     check = data.add_parser("check", help="report unreadable files, unusual modes, duplicates and class balance")
     check.add_argument("path")
     check.add_argument("--out", help="also write the report as JSON here")
     check.add_argument("--strict", action="store_true", help="exit with status 1 if any file is unreadable")
     check.set_defaults(handler=_data_check)
-    demo = commands.add_parser("demo", help="train, evaluate and draw a classifier and a detector on built-in data")
-    demo.add_argument("--task", choices=("classify", "detect", "all"), default="all")
+    demo = commands.add_parser("demo", help="train, evaluate and draw a classifier, a detector and a segmenter on built-in data")
+    demo.add_argument("--task", choices=("classify", "detect", "segment", "all"), default="all")
     demo.add_argument("--detect-seconds", type=float, default=75.0, help="the detector's training time")
+    demo.add_argument("--segment-seconds", type=float, default=60.0, help="the segmenter's training time")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--epochs", type=int, default=None)
     demo.add_argument("--device", default="auto")

@@ -26,3 +26,17 @@ def test_detection_demo_trains_evaluates_and_draws(tmp_path, capsys) -> None:
     metrics = json.loads((out / "val" / "metrics.json").read_text())
     assert 0.0 <= metrics["map"] <= metrics["map50"] <= 1.0
     assert len(json.loads((out / "predict" / "images.json").read_text())) == 60
+
+
+def test_segmentation_demo_trains_evaluates_and_draws(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--task", "segment", "--segment-seconds", "3", "--out", str(out), "--device", "cpu"]) == 0
+    assert "mIoU" in capsys.readouterr().out
+    for name in ("shapes/classes.csv", "train/best.safetensors", "train/curves.png", "val/metrics.json",
+                 "val/samples.png", "val/per_class_iou.csv", "predict/predictions.json", "predict/classes.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "val" / "metrics.json").read_text())
+    assert 0.0 < metrics["miou"] <= 1.0 and 0.0 < metrics["pixel_acc"] <= 1.0 and metrics["images"] == 60.0
+    predictions = json.loads((out / "predict" / "predictions.json").read_text())
+    assert len(predictions) == len(list((out / "predict" / "masks").glob("*.png"))) == 60
+    assert len(list((out / "predict" / "images").glob("*.png"))) == 60

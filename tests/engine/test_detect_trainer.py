@@ -147,3 +147,13 @@ def test_patience_stops_early(tmp_path: Path) -> None:
     setup = make_setup(tmp_path, epochs=50, lr=1e-9, patience=2)      # nothing improves after the first epoch
     progress = fit(setup, DetectProgress())
     assert progress.epoch == 3
+
+
+def test_without_validation_data_the_lowest_training_loss_is_best(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path, epochs=3)
+    setup.val_loader = None                          # e.g. --val-fraction 0: losses far above 1 must still count
+    setup.ctx.bare.box.data += 1000.0
+    progress = fit(setup, DetectProgress())
+    assert (tmp_path / "best.safetensors").is_file()
+    losses = [row["train_loss"] for row in progress.history]
+    assert min(losses) > 1 and progress.best_epoch == 1 + losses.index(min(losses))

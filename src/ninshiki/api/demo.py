@@ -2,8 +2,8 @@
 
 Classification: trains a small AlexNet on scikit-learn's handwritten digits (shipped with scikit-learn, so
 it works offline everywhere), evaluates it, draws its confusion matrix and first-layer filters, and
-classifies a few held-out images saved as PNG files, as a user's photos would be. Detection: see
-`demo_detect.py`.
+classifies a few held-out images saved as PNG files, as a user's photos would be. Detection and
+segmentation: see `demo_detect.py` and `demo_segment.py`.
 """
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ def _write_samples(folder: Path, count: int = 24) -> Path:
 
 
 def run_demo(*, out: str = "runs/demo", epochs: int | None = None, device: str = "auto", task: str = "all",
-             detect_seconds: float = 75.0) -> Path:
-    """Run the classification and/or detection demo (`task`: classify, detect or all) under `out`."""
+             detect_seconds: float = 75.0, segment_seconds: float = 60.0) -> Path:
+    """Run the classification, detection and/or segmentation demo (`task`: classify, detect, segment or all)
+    under `out`."""
     root = Path(out)
     lines = []
     if task in ("classify", "all"):
@@ -44,6 +45,14 @@ def run_demo(*, out: str = "runs/demo", epochs: int | None = None, device: str =
         metrics = run_detect_demo(where, seconds=detect_seconds, device=device)
         lines.append(f"detection: validation mAP@[.5:.95] {metrics['map']:.3f}, mAP@.5 {metrics['map50']:.3f}; "
                      f"boxes drawn in {where / 'predict' / 'grid.png'}")
+    if task in ("segment", "all"):
+        from ninshiki.api.demo_segment import run_segment_demo
+
+        where = root / "segment" if task == "all" else root
+        shapes = root / "detect" / "shapes" if task == "all" else None   # the detection half's data, reused
+        metrics = run_segment_demo(where, seconds=segment_seconds, device=device, data=shapes)
+        lines.append(f"segmentation: validation mIoU {metrics['miou']:.3f}, pixel accuracy "
+                     f"{metrics['pixel_acc']:.3f}; image / truth / prediction in {where / 'val' / 'samples.png'}")
     print("\ndemo finished:\n  " + "\n  ".join(lines) + f"\nresults: {root.resolve()}", flush=True)
     return root
 

@@ -1,4 +1,5 @@
-"""`ninshiki detect val`: COCO and VOC mAP of trained weights on a dataset split, with curves and tables."""
+"""`ninshiki detect val` (and `instance val`): COCO and VOC mAP of trained weights on a dataset split, with
+curves and tables; for instance segmenters, mask AP as well."""
 from __future__ import annotations
 
 import sys
@@ -14,15 +15,16 @@ from ninshiki.engine.runtime import make_runtime
 from ninshiki.io import write_json, write_text
 
 
-def evaluate(config: DetectEvalConfig) -> dict[str, float]:
+def evaluate(config: DetectEvalConfig, *, task: str = "detect") -> dict[str, float]:
     """Evaluate `config.weights` on the data's `config.split`; returns what OUT/metrics.json holds."""
+    from ninshiki.api.detect_train import new_metric
     from ninshiki.data.detection import DetectionDataset, detection_loader, eval_transform
     from ninshiki.data.detection_data import load_detection_data
-    from ninshiki.metrics.detection import DetectionMetric
 
     require(config, "data", "weights")
     runtime = make_runtime(device=config.device, amp="auto", channels_last="auto")
-    trained = load_detector(config.weights, config.model, config.image_size)
+    trained = load_detector(config.weights, config.model, config.image_size, task=task)
+    masks = task == "instance"
     data = load_detection_data(config.data, split_seed=config.seed, val_fraction=config.val_fraction)
     split = data.val if config.split == "val" else data.train
     if split is None or not split.images:
@@ -34,14 +36,15 @@ def evaluate(config: DetectEvalConfig) -> dict[str, float]:
     model.score_threshold, model.max_detections = config.score_threshold, config.max_detections
     if config.nms_iou is not None:
         model.nms_iou = config.nms_iou
-    loader = detection_loader(DetectionDataset(split, eval_transform(trained.image_size)),
+    loader = detection_loader(DetectionDataset(split, eval_transform(trained.image_size), with_masks=masks),
                               batch_size=config.batch_size, shuffle=False, workers=config.workers)
     with tqdm(total=len(loader), desc="evaluating", unit="batch", disable=None, dynamic_ncols=True) as bar:
         result = evaluate_detector(model, loader, runtime, progress=bar)
-    metric = DetectionMetric(data.classes, category_ids=split.category_ids)
+    metric = new_metric(task, data.classes, split.category_ids)
     indices = sorted(result.detections)
-    truth = ground_truth(split)
-    metric.update([result.detections[i] for i in indices], [truth[i] for i in indices])
+    truth = ground_truth(split, with_masks=masks)
+    metric.update([result.detections[i] for i in indices], [truth[i] for i in indices],
+                  **({"rles": [result.rles.get(i, []) for i in indices]} if masks else {}))
     scores = {**metric.compute(), **{"loss" if k == "loss" else f"loss_{k}": v for k, v in result.losses.items()},
               "images": float(len(indices)), "images_per_s": len(indices) / max(result.seconds, 1e-9)}
     out = Path(config.out)
@@ -49,10 +52,13 @@ def evaluate(config: DetectEvalConfig) -> dict[str, float]:
     write_detection_report(out, metric, scores, data.classes)
     image_ids = [img.image_id if img.image_id is not None else i + 1 for i, img in enumerate(split.images)]
     category_ids = split.category_ids or list(range(1, len(data.classes) + 1))
-    write_json(out / "predictions.json", coco_results(result.detections, image_ids, category_ids))
+    write_json(out / "predictions.json", coco_results(result.detections, image_ids, category_ids,
+                                                      rles=result.rles or None))
     if result.skipped:
         write_text(out / "skipped.txt", "\n".join(result.skipped) + "\n")
         print(f"skipped {len(result.skipped)} unreadable file(s); listed in {out / 'skipped.txt'}", file=sys.stderr)
     print(f"mAP@[.5:.95] {scores['map']:.4f}  mAP@.5 {scores['map50']:.4f}  VOC07 {scores['voc07_map50']:.4f}  "
           f"on {len(indices)} images ({scores['images_per_s']:.1f} img/s); results in {out}", flush=True)
+    if "mask_map" in scores:
+        print(f"mask mAP@[.5:.95] {scores['mask_map']:.4f}  mask mAP@.5 {scores['mask_map50']:.4f}", flush=True)
     return scores

@@ -1,8 +1,10 @@
-"""`ninshiki detect predict`: detect objects in an image, a folder, a glob or a video; draw and write them.
+"""`ninshiki detect predict` (and `instance predict`): detect objects in an image, a folder, a glob or a video;
+draw and write them.
 
 Writes OUT/predictions.json in COCO's result format (one record per box: image_id, category_id, bbox as
-x, y, width, height, score; plus the file name), OUT/images.json mapping image ids to files (and video
-frames), the drawn images under OUT/ and, for a video, the drawn video.
+x, y, width, height, score; plus the file name; for instance segmenters also "segmentation", the object's
+mask as compressed RLE), OUT/images.json mapping image ids to files (and video frames), the drawn images
+under OUT/ and, for a video, the drawn video.
 """
 from __future__ import annotations
 
@@ -31,15 +33,21 @@ def detect_images(model: torch.nn.Module, images: list[torch.Tensor], size: int,
     batch = torch.stack([b[0] for b in boxed]).to(device).float().div_(255)
     sizes = [info.valid_size((size, size)) for _, info in boxed]
     results = model.postprocess(model(batch), sizes)
-    return [Detections(info.to_original(det.boxes.float().cpu()), det.scores.float().cpu(), det.labels.cpu())
+    return [Detections(info.to_original(det.boxes.float().cpu()), det.scores.float().cpu(), det.labels.cpu(),
+                       info.masks_to_original(det.masks.cpu()) if det.masks is not None else None)
             for (_, info), det in zip(boxed, results)]
 
 
 def _records(det: Detections, image_id: int, name: str, category_ids: list[int]) -> list[dict[str, Any]]:
+    from ninshiki.metrics.instance import encode_masks
+
     out = []
     for (x1, y1, x2, y2), score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist()):
         out.append({"image_id": image_id, "file_name": name, "category_id": category_ids[label],
                     "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+    if det.masks is not None:
+        for record, rle in zip(out, encode_masks(det.masks)):
+            record["segmentation"] = rle
     return out
 
 
@@ -49,14 +57,14 @@ def _drawn_name(name: str) -> Path:
     return Path(*parts).with_suffix(".png")
 
 
-def predict(config: DetectPredictConfig) -> list[dict[str, Any]]:
+def predict(config: DetectPredictConfig, *, task: str = "detect") -> list[dict[str, Any]]:
     """Run `config.weights` on `config.source`; returns the COCO-format records written to predictions.json."""
     from ninshiki.data.detection.sources import iter_sources
     from ninshiki.viz.detections import draw_detections
 
     require(config, "source", "weights")
     runtime = make_runtime(device=config.device, amp="off", channels_last="off")
-    trained = load_detector(config.weights, config.model, config.image_size)
+    trained = load_detector(config.weights, config.model, config.image_size, task=task)
     model = trained.model.to(runtime.device)
     model.score_threshold, model.max_detections = config.score_threshold, config.max_detections
     if config.nms_iou is not None:

@@ -1,4 +1,9 @@
-"""`ninshiki detect train`: build everything a detection run needs from its config, fit, write the results."""
+"""`ninshiki detect train` (and `instance train`): build everything a detection run needs from its config, fit,
+write the results.
+
+An instance-segmentation run (`task="instance"`, Mask R-CNN) is a detection run whose samples carry the
+objects' masks and whose validation adds mask AP to box AP; everything else is shared.
+"""
 from __future__ import annotations
 
 import sys
@@ -37,13 +42,13 @@ def _build_model(config: DetectTrainConfig, classes: list[str], runtime: Runtime
     return bare, model
 
 
-def _loaders(config: DetectTrainConfig, data, size: int):
+def _loaders(config: DetectTrainConfig, data, size: int, *, with_masks: bool = False):
     """(train loader per epoch, its batches per epoch, validation loader factory or None)."""
     from ninshiki.data.detection import DetectionDataset, detection_loader, eval_transform, train_transform
 
     mode = augment_mode(config.model, config.augment)
     train_set = DetectionDataset(data.train, train_transform(size, mode=mode, mosaic=config.mosaic),
-                                 cache_images=config.cache_images, mosaic=config.mosaic)
+                                 cache_images=config.cache_images, mosaic=config.mosaic, with_masks=with_masks)
     persistent = detection_loader(train_set, batch_size=config.batch_size, shuffle=True, workers=config.workers,
                                   generator=torch.Generator(), drop_last=len(train_set) > config.batch_size)
 
@@ -53,17 +58,18 @@ def _loaders(config: DetectTrainConfig, data, size: int):
 
     val_loader = None
     if data.val is not None and data.val.images:
-        val_set = DetectionDataset(data.val, eval_transform(size), cache_images=config.cache_images)
+        val_set = DetectionDataset(data.val, eval_transform(size), cache_images=config.cache_images,
+                                   with_masks=with_masks)
         loader = detection_loader(val_set, batch_size=config.batch_size, shuffle=False, workers=config.workers)
         def val_loader():
             return loader
     return train_loader, len(persistent), val_loader
 
 
-def build_setup(config: DetectTrainConfig, runtime: Runtime) -> DetectSetup:
+def build_setup(config: DetectTrainConfig, runtime: Runtime, *, task: str = "detect") -> DetectSetup:
     from ninshiki.data.detection_data import load_detection_data
-    from ninshiki.metrics.detection import DetectionMetric
 
+    check_task(config.model, task)
     torch.manual_seed(config.seed)
     data = load_detection_data(config.data, split_seed=config.seed, val_fraction=config.val_fraction)
     if not data.train.images:
@@ -72,7 +78,7 @@ def build_setup(config: DetectTrainConfig, runtime: Runtime) -> DetectSetup:
         print(summary, file=sys.stderr)
     bare, model = _build_model(config, data.classes, runtime)
     size = int(bare.input_size)
-    train_loader, steps, val_loader = _loaders(config, data, size)
+    train_loader, steps, val_loader = _loaders(config, data, size, with_masks=task == "instance")
     optimizer = make_optimizer(bare, name=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
                                momentum=config.momentum, nesterov=config.nesterov)
     scheduler = make_scheduler(optimizer, lambda step: 1.0)      # fit() sets the real schedule
@@ -85,20 +91,41 @@ def build_setup(config: DetectTrainConfig, runtime: Runtime) -> DetectSetup:
     val = data.val
     category_ids = data.train.category_ids
     record = detector_record(model=config.model, model_kwargs=parse_model_kwargs(config.model_kwargs),
-                             classes=data.classes, image_size=size, category_ids=category_ids)
+                             classes=data.classes, image_size=size, category_ids=category_ids, task=task)
     return DetectSetup(config, runtime, ctx, train_loader, val_loader, steps,
-                       lambda: DetectionMetric(data.classes, category_ids=category_ids),
-                       ground_truth(val) if val is not None else [], record, data)
+                       lambda: new_metric(task, data.classes, category_ids),
+                       ground_truth(val, with_masks=task == "instance") if val is not None else [], record, data)
 
 
-def train(config: DetectTrainConfig, *, callbacks: Sequence[EpochCallback] = ()) -> dict[str, float]:
-    """Train a detector as `config` says; returns the best validation metrics, also in OUT/metrics.json."""
+def check_task(model: str, task: str) -> None:
+    """`detect` commands take detectors, `instance` commands instance segmenters (both share this code)."""
+    from ninshiki.registry import model_info
+
+    registered = model_info(model).task
+    if registered != task:
+        raise ValueError(f"{model!r} is a {registered!r} model; `ninshiki {task}` needs one of "
+                         f"`ninshiki models --task {task}`")
+
+
+def new_metric(task: str, classes: list[str], category_ids: list[int] | None):
+    """A fresh validation metric: COCO/VOC box AP, plus mask AP for instance segmentation."""
+    if task == "instance":
+        from ninshiki.metrics.instance import InstanceMetric
+        return InstanceMetric(classes, category_ids=category_ids)
+    from ninshiki.metrics.detection import DetectionMetric
+    return DetectionMetric(classes, category_ids=category_ids)
+
+
+def train(config: DetectTrainConfig, *, callbacks: Sequence[EpochCallback] = (), task: str = "detect"
+          ) -> dict[str, float]:
+    """Train a detector (or, with `task="instance"`, an instance segmenter) as `config` says; returns the best
+    validation metrics, also in OUT/metrics.json."""
     config = resolve_resume(config)   # a resumed run takes its data (and all else) from OUT's config
     require(config, "data")
     runtime = make_runtime(device=config.device, amp=config.amp, channels_last=config.channels_last)
     if runtime.distributed:   # the loaders do not shard by rank yet: every rank would train on every image
         raise ValueError("detect train runs in one process; data-parallel (torchrun) detection is not supported yet")
-    setup = build_setup(config, runtime)
+    setup = build_setup(config, runtime, task=task)
     out = Path(config.out)
     progress = restore(setup, out) if config.resume else DetectProgress()
     if runtime.is_main:
@@ -134,7 +161,10 @@ def _write_results(setup: DetectSetup, progress: DetectProgress, metrics: dict[s
         write_detection_report(out, result.metric, metrics, data.classes)
         image_ids = [img.image_id if img.image_id is not None else i + 1 for i, img in enumerate(data.val.images)]
         category_ids = data.train.category_ids or list(range(1, len(data.classes) + 1))
-        write_json(out / "val_predictions.json", coco_results(result.detections, image_ids, category_ids))
+        write_json(out / "val_predictions.json", coco_results(result.detections, image_ids, category_ids,
+                                                              rles=result.rles or None))
+        if "mask_map" in metrics:
+            print(f"mask mAP@[.5:.95] {metrics['mask_map']:.4f}, mask mAP@.5 {metrics['mask_map50']:.4f}", flush=True)
     if setup.skipped:
         write_text(out / "skipped.txt", "\n".join(setup.skipped) + "\n")
         print(f"skipped {len(setup.skipped)} unreadable file(s); listed in {out / 'skipped.txt'}", file=sys.stderr)

@@ -1,4 +1,7 @@
-"""The epoch loop of a detection run: train, validate (COCO and VOC mAP), log, checkpoint, stop, resume.
+"""The epoch loop of a detection or segmentation run: train, validate, log, checkpoint, stop, resume.
+
+Detection validates with COCO and VOC mAP (the default `validate`); semantic segmentation plugs in its own
+`validate` (mIoU) and `key_metric`, and otherwise shares this loop, its checkpoints and its time budget.
 
 With `--time-limit`, the number of epochs is re-planned after every epoch from the mean epoch time so far,
 so that training fits the budget, and the learning-rate schedule is stretched to the new total (as
@@ -56,7 +59,9 @@ class DetectSetup:
     record: dict[str, Any]               # written into every weights file
     data: Any = None                     # the DetectionData the run reads (classes, splits), for reports
     skipped: list[str] = field(default_factory=list)
-    last_eval: EvalResult | None = None  # the best validation's detections, for the final report
+    last_eval: Any = None                # the best validation's result (detections, ...), for the final report
+    validate: Callable[[DetectSetup], tuple[dict[str, Any], Any]] | None = None   # None: detection mAP
+    key_metric: str = "map"              # the validation score that picks best.safetensors (higher is better)
 
 
 def eval_model(setup: DetectSetup) -> nn.Module:
@@ -96,7 +101,14 @@ def restore(setup: DetectSetup, run_dir: Path) -> DetectProgress:
     return progress
 
 
-def _validate(setup: DetectSetup) -> tuple[dict[str, float], EvalResult]:
+def _validate(setup: DetectSetup) -> tuple[dict[str, Any], Any]:
+    """({"_all": every score, "val_<name>": each loss and summary score}, the raw result)."""
+    if setup.validate is not None:
+        return setup.validate(setup)
+    return _validate_detector(setup)
+
+
+def _validate_detector(setup: DetectSetup) -> tuple[dict[str, Any], EvalResult]:
     model = eval_model(setup)
     model.score_threshold, model.max_detections = setup.config.score_threshold, setup.config.max_detections
     batches = setup.val_loader()
@@ -105,12 +117,18 @@ def _validate(setup: DetectSetup) -> tuple[dict[str, float], EvalResult]:
         result = evaluate_detector(model, batches, setup.runtime, progress=bar)
     metric = setup.new_metric()
     indices = sorted(result.detections)
-    metric.update([result.detections[i] for i in indices], [setup.ground_truth[i] for i in indices])
+    metric.update([result.detections[i] for i in indices], [setup.ground_truth[i] for i in indices],
+                  **_mask_arguments(result, indices))
     scores = metric.compute()
     result.metric = metric
     row = {f"val_{name}": value for name, value in result.losses.items()}
     row.update({f"val_{k}": v for k, v in scores.items() if "/" not in k})
     return {"_all": scores, **row}, result
+
+
+def _mask_arguments(result: EvalResult, indices: list[int]) -> dict[str, Any]:
+    """The detections' masks (RLEs) for an instance metric; nothing for box-only detectors."""
+    return {"rles": [result.rles.get(i, []) for i in indices]} if result.rles else {}
 
 
 def _note_skipped(setup: DetectSetup, messages: list[str]) -> None:
@@ -173,12 +191,13 @@ def fit(setup: DetectSetup, progress: DetectProgress, *, callbacks: Sequence[Epo
         all_scores, result = row.pop("_all", None), row.pop("_result", None)
         progress.epoch += 1
         progress.history.append(row)
-        improved = _update_best(progress, row, all_scores)
+        improved = _update_best(progress, row, all_scores, setup.key_metric,
+                                validating=setup.val_loader is not None)
         if improved and result is not None:
             setup.last_eval = result
         if setup.runtime.is_main:
             _write_epoch(setup, progress, out, improved)
-            print(_epoch_line(row, progress.planned_epochs), flush=True)
+            print(_epoch_line(row, progress.planned_epochs, setup.key_metric), flush=True)
         for callback in callbacks:
             callback(progress.epoch - 1, row)
         if cfg.time_limit is not None and not stopped:
@@ -191,25 +210,28 @@ def fit(setup: DetectSetup, progress: DetectProgress, *, callbacks: Sequence[Epo
 
 def _validate_last(setup: DetectSetup, progress: DetectProgress, out: Path) -> None:
     """A run whose plan shrank under a time limit may end on an epoch that was not validated: validate it."""
-    if setup.val_loader is None or not progress.history or "val_map" in progress.history[-1]:
+    if setup.val_loader is None or not progress.history or f"val_{setup.key_metric}" in progress.history[-1]:
         return
     scores, result = _validate(setup)
     all_scores = scores.pop("_all")
     row = progress.history[-1]
     row.update(scores)
-    improved = _update_best(progress, row, all_scores)
+    improved = _update_best(progress, row, all_scores, setup.key_metric)
     if improved:
         setup.last_eval = result
     if setup.runtime.is_main:
         _write_epoch(setup, progress, out, improved)
-        print(_epoch_line(row, progress.planned_epochs), flush=True)
+        print(_epoch_line(row, progress.planned_epochs, setup.key_metric), flush=True)
 
 
-def _update_best(progress: DetectProgress, row: dict[str, float], scores: dict[str, float] | None) -> bool:
-    if scores is None and "val_map" not in row and progress.best_epoch:
+def _update_best(progress: DetectProgress, row: dict[str, float], scores: dict[str, float] | None,
+                 key: str = "map", *, validating: bool = True) -> bool:
+    """Whether this epoch's weights are the best so far: by validation score, or, when the run has no
+    validation data, by training loss. An epoch skipped by `--val-every` is never the best after the first."""
+    if validating and scores is None and f"val_{key}" not in row and progress.best_epoch:
         return False
-    score = row.get("val_map", -row.get("train_loss", math.inf))   # without validation data: lower train loss
-    if score > progress.best_map:
+    score = row.get(f"val_{key}", -row.get("train_loss", math.inf))   # without validation data: lower train loss
+    if progress.best_epoch == 0 or score > progress.best_map:   # the first epoch is the best so far, whatever its score
         progress.best_map, progress.best_epoch, progress.bad_validations = score, progress.epoch, 0
         progress.best_metrics = dict(scores) if scores else {"loss": row.get("train_loss", math.nan)}
         return True
@@ -228,9 +250,9 @@ def _write_epoch(setup: DetectSetup, progress: DetectProgress, out: Path, improv
     write_epoch_log(out / "log.csv", progress.history)
 
 
-def _epoch_line(row: dict[str, float], epochs: int) -> str:
+def _epoch_line(row: dict[str, float], epochs: int, key_metric: str = "map") -> str:
     parts = [f"epoch {int(row['epoch'])}/{epochs}", f"train_loss {row.get('train_loss', math.nan):.4f}"]
-    for key in ("val_loss", "val_map", "val_map50"):
+    for key in ("val_loss", f"val_{key_metric}", f"val_{key_metric}50", "val_pixel_acc"):
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")
     parts.append(f"{row['train_images_per_s']:.1f} img/s")

@@ -141,7 +141,7 @@ def fit(setup: TrainSetup, progress: Progress, *, callbacks: Sequence[EpochCallb
         row = run_epoch(setup, epoch, progress)
         confusion, metrics = row.pop("_confusion", None), row.pop("_metrics", None)
         top1 = row.get("val_top1", -row["train_loss"])     # without validation data, lower train loss is better
-        improved = top1 > progress.best_top1
+        improved = progress.best_epoch == 0 or top1 > progress.best_top1
         progress.epoch = epoch + 1
         progress.history.append(row)
         if improved:

@@ -13,7 +13,8 @@ from matplotlib.ticker import MaxNLocator
 from ninshiki.viz._render import new_figure, save_figure
 
 LOSS_COLUMNS = ("train_loss", "val_loss")
-ACCURACY_COLUMNS = ("train_top1", "val_top1", "val_top5", "val_map", "val_map50")   # fractions in [0, 1]
+ACCURACY_COLUMNS = ("train_top1", "val_top1", "val_top5", "val_map", "val_map50", "val_miou",
+                    "val_mask_map", "val_pixel_acc")   # fractions in [0, 1]
 LR_COLUMN = "lr"
 
 
@@ -73,7 +74,8 @@ def save_training_curves(log_csv: str | os.PathLike[str], png: str | os.PathLike
     """Plot a per-epoch CSV log: losses left, accuracies (fractions) right, learning rate dashed.
 
     Reads the ``epoch`` column and whichever of ``train_loss``, ``val_loss``, ``train_top1``,
-    ``val_top1``, ``val_top5``, ``val_map``, ``val_map50`` and ``lr`` exist; other columns are ignored,
+    ``val_top1``, ``val_top5``, ``val_map``, ``val_map50``, ``val_miou``, ``val_pixel_acc``, ``val_mask_map``
+    and ``lr`` exist; other columns are ignored,
     and a panel with none of its columns says "no data". Returns the path written: a 10 x 4 inch RGB PNG at 100 dpi.
     """
     log = read_log(log_csv)
@@ -82,5 +84,11 @@ def save_training_curves(log_csv: str | os.PathLike[str], png: str | os.PathLike
     _plot(loss_ax, log, LOSS_COLUMNS, "loss")
     if LR_COLUMN in log:
         _plot_lr(loss_ax, log)
-    _plot(accuracy_ax, log, ACCURACY_COLUMNS, "accuracy" if "val_map" not in log else "mAP")
+    _plot(accuracy_ax, log, ACCURACY_COLUMNS, _score_label(log))
     return save_figure(figure, png)
+
+
+def _score_label(log: dict[str, np.ndarray]) -> str:
+    if "val_miou" in log:
+        return "mIoU / pixel accuracy"
+    return "mAP" if "val_map" in log else "accuracy"

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
-from torchvision.utils import draw_bounding_boxes, make_grid
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks, make_grid
 
 from ninshiki.data.detection.transforms import letterbox
 from ninshiki.structures import Detections
@@ -108,7 +108,8 @@ def _name(classes: Sequence[str], label: int) -> str:
 def draw_detections(image: Tensor, detections: Detections, classes: Sequence[str], *, score_threshold: float = 0.25,
                     colors: Sequence[Color] | None = None, line_width: int | None = None,
                     font_size: int | None = None) -> Tensor:
-    """Draw the detections scoring at least `score_threshold` as boxes labelled "name 0.87".
+    """Draw the detections scoring at least `score_threshold` as boxes labelled "name 0.87", over their masks
+    (half-transparent, in the class colour) when the detections carry masks.
 
     Args:
         image: the image the boxes are in pixels of (xyxy).
@@ -128,7 +129,17 @@ def draw_detections(image: Tensor, detections: Detections, classes: Sequence[str
     keep = detections.scores.detach().cpu() >= score_threshold
     picked = detections.to("cpu")[keep]
     texts = [f"{_name(classes, k)} {s:.2f}" for k, s in zip(picked.labels.tolist(), picked.scores.tolist())]
+    if picked.masks is not None and len(picked):
+        image = _draw_masks(_rgb(image), picked.masks, picked.labels, colors)
     return _draw(image, picked.boxes, picked.labels, texts, colors=colors, line_width=line_width, font_size=font_size)
+
+
+def _draw_masks(image: Tensor, masks: Tensor, labels: Tensor, colors: Sequence[Color] | None) -> Tensor:
+    """Masks (N, H, W) bool over a (3, H, W) uint8 image, each in its class colour at half opacity."""
+    if tuple(masks.shape[1:]) != tuple(image.shape[1:]):
+        raise ValueError(f"masks of size {tuple(masks.shape[1:])} for an image of size {tuple(image.shape[1:])}")
+    palette = [colors[k % len(colors)] if colors else class_color(k) for k in labels.tolist()]
+    return draw_segmentation_masks(image, masks.bool(), alpha=0.5, colors=palette)
 
 
 def draw_ground_truth(image: Tensor, boxes: Tensor, labels: Tensor, classes: Sequence[str], *,
