@@ -171,6 +171,22 @@ def test_vgg16_to_fcn_turns_the_classifier_into_convolutions() -> None:
         vgg16_to_fcn(reference.state_dict() | {"classifier.0.weight": torch.zeros(4096, 9216)})
 
 
+@pytest.mark.slow
+def test_backbone_weights_start_the_vgg_fcn_from_a_torchvision_file(tmp_path) -> None:
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg16(weights=None, init_weights=False)
+    path = tmp_path / "vgg16.pth"
+    torch.save(reference.state_dict(), path)
+    model = fcn32s_vgg16(num_classes=3, backbone_weights=str(path))
+    assert torch.equal(model.features[0].weight, reference.features[0].weight)
+    assert torch.equal(model.fc6.weight.flatten(1), reference.classifier[0].weight)
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="other.pth"):
+        fcn32s_vgg16(num_classes=3, backbone_weights=str(tmp_path / "other.pth"))
+    with pytest.raises(ValueError, match="only the VGG-16"):
+        fcn8s_small(num_classes=3, backbone_weights=str(path))
+
+
 def _randomised(model: FCN) -> FCN:
     """`model` with every parameter and batch-norm statistic random, as after training."""
     torch.manual_seed(1)
@@ -211,6 +227,11 @@ def test_gray_input_uses_the_mean_statistics() -> None:
     assert model.normalize.mean.shape == (1, 1, 1, 1)
     assert model.normalize.mean.item() == pytest.approx((0.485 + 0.456 + 0.406) / 3)
     assert model(torch.rand(1, 1, 64, 64)).logits.shape == (1, 3, 64, 64)
+
+
+def test_small_fc6_kernel_must_keep_the_alignment() -> None:
+    with pytest.raises(ValueError, match="odd"):
+        fcn8s_small(num_classes=3, fc6_kernel=4)
 
 
 # ------------------------------------------------------------------------------------------------- training

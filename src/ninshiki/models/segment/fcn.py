@@ -21,6 +21,7 @@ in two steps on the VGG layout), then the same from FCN-16s to FCN-8s.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ from ninshiki.models.backbones.small import SmallBackbone, conv_bn_act
 from ninshiki.models.detect.common import IMAGENET_MEAN, IMAGENET_STD, ImageNormalizer
 from ninshiki.models.layers import conv_like, run_with_taps
 from ninshiki.models.segment.common import SemanticSegmenter
-from ninshiki.models.segment.fcn_parts import BilinearUpsampling, bilinear_upsampling, crop
+from ninshiki.models.segment.fcn_parts import BilinearUpsampling, bilinear_upsampling, crop, vgg16_to_fcn
 from ninshiki.registry import register
 from ninshiki.structures import SegmentationOutput
 
@@ -159,7 +160,11 @@ class FCNVGG16(FCN):
 
 
 class FCNSmall(FCN):
-    """FCN on `SmallBackbone`: its stride-32 map, a 3x3 and a 1x1 convolution (fc6 / fc7), skips at 16 and 8.
+    """FCN on `SmallBackbone`: its stride-32 map, fc6 (7x7) and fc7 (1x1) convolutions, skips at 16 and 8.
+
+    fc6 keeps the paper's 7x7 extent: at stride 32 it adds 192 px of context, which the shapes' flat interiors
+    need to be told apart by their outlines; on a 10x10 map it costs about 10% of a training step.
+    Defaults (width 16, 4.2M parameters) train a batch of 8 at 320 px in about 0.24 s on 2 CPU cores.
 
     Args:
         num_classes, in_channels, input_size: See `FCN`.
@@ -167,6 +172,7 @@ class FCNSmall(FCN):
         width: `SmallBackbone` width (channels 16, 32, ..., 256 at 16).
         depth: `SmallBackbone` residual blocks per stage.
         head_channels: Channels of fc6 and fc7 (default: those of the stride-32 map).
+        fc6_kernel: Kernel of fc6 (odd, so samples stay on their pixels).
         dropout: Channel dropout after fc7.
     """
 
@@ -174,14 +180,17 @@ class FCNSmall(FCN):
 
     def __init__(self, *, num_classes: int, levels: int, in_channels: int = 3, input_size: int = 320,
                  width: int = 16, depth: tuple[int, ...] = (0, 1, 2, 2, 1), head_channels: int | None = None,
-                 fc6_kernel: int = 3, dropout: float = 0.1) -> None:
+                 fc6_kernel: int = 7, dropout: float = 0.1) -> None:
         backbone = SmallBackbone(in_channels=in_channels, width=width, depth=tuple(depth), out_strides=(8, 16, 32))
         pool3, pool4, pool5 = (info.channels for info in backbone.feature_info)
         head = head_channels or pool5
+        if fc6_kernel % 2 != 1:
+            raise ValueError(f"fc6_kernel must be odd to keep the maps aligned with the input, got {fc6_kernel}")
         super().__init__(num_classes=num_classes, input_size=input_size, channels=(head, pool4, pool3)[:levels],
                          geometry=FCNGeometry(on_samples=True), in_channels=in_channels)
         self.backbone = backbone
-        self.head = nn.Sequential(conv_bn_act(pool5, head, fc6_kernel), conv_bn_act(head, head, 1), nn.Dropout2d(dropout))
+        self.head = nn.Sequential(conv_bn_act(pool5, head, fc6_kernel), conv_bn_act(head, head, 1),
+                                  nn.Dropout2d(dropout))
 
     def extract(self, x: Tensor) -> list[Tensor]:
         pool3, pool4, pool5 = self.backbone.forward_features(x)
@@ -217,31 +226,60 @@ def _channel_stats(values: tuple[float, ...], in_channels: int) -> tuple[float, 
 
 
 def _factory(cls: type[FCN], levels: int, num_classes: int, in_channels: int, options: dict[str, Any]) -> FCN:
-    return cls(num_classes=num_classes, in_channels=in_channels, levels=levels, **options)
+    backbone_weights = options.pop("backbone_weights", None)
+    model = cls(num_classes=num_classes, in_channels=in_channels, levels=levels, **options)
+    if backbone_weights is not None:
+        if cls is not FCNVGG16:
+            raise ValueError("backbone_weights: only the VGG-16 FCNs start from a torchvision vgg16 file")
+        load_vgg16_weights(model, backbone_weights)
+    return model
+
+
+def load_vgg16_weights(model: FCN, path: str | os.PathLike[str]) -> None:
+    """Initialise an FCN's VGG-16 trunk (and fc6 / fc7) from a torchvision `vgg16` weights file, as the paper
+    starts from ImageNet; the score and upsampling layers keep their initialisation.
+
+    Raises:
+        ValueError: the file is not a VGG-16 state dict, or does not fit the model (the message names it).
+    """
+    from ninshiki.models.weights import read_state_dict
+
+    try:
+        converted = vgg16_to_fcn(read_state_dict(path))
+        result = model.load_state_dict(converted, strict=False)
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"{path}: cannot initialise {type(model).__name__} from it ({error})") from None
+    heads = tuple(f"{name}." for name in model.classifier_names)
+    stray = [key for key in result.missing_keys if not key.startswith(heads)] + list(result.unexpected_keys)
+    if stray:
+        raise ValueError(f"{path}: does not fit {type(model).__name__}: {stray[:6]}")
 
 
 @register(task="segment", test_input=(3, 32, 32), paper=_PAPER)
 def fcn32s_vgg16(*, num_classes: int = 21, in_channels: int = 3, **options: Any) -> FCN:
-    """FCN-32s on VGG-16 (134M parameters at 21 classes). options: `input_size` (512), `dropout` (0.5)."""
+    """FCN-32s on VGG-16 (134M parameters at 21 classes). options: `input_size` (512), `dropout` (0.5),
+    `backbone_weights` (a torchvision vgg16 file: ImageNet initialisation)."""
     return _factory(FCNVGG16, 1, num_classes, in_channels, options)
 
 
 @register(task="segment", test_input=(3, 32, 32), paper=_PAPER)
 def fcn16s_vgg16(*, num_classes: int = 21, in_channels: int = 3, **options: Any) -> FCN:
-    """FCN-16s on VGG-16: FCN-32s plus pool4 scores. options: `input_size` (512), `dropout` (0.5)."""
+    """FCN-16s on VGG-16: FCN-32s plus pool4 scores. options: `input_size` (512), `dropout` (0.5),
+    `backbone_weights` (a torchvision vgg16 file: ImageNet initialisation)."""
     return _factory(FCNVGG16, 2, num_classes, in_channels, options)
 
 
 @register(task="segment", test_input=(3, 32, 32), paper=_PAPER)
 def fcn8s_vgg16(*, num_classes: int = 21, in_channels: int = 3, **options: Any) -> FCN:
-    """FCN-8s on VGG-16: FCN-16s plus pool3 scores. options: `input_size` (512), `dropout` (0.5)."""
+    """FCN-8s on VGG-16: FCN-16s plus pool3 scores. options: `input_size` (512), `dropout` (0.5),
+    `backbone_weights` (a torchvision vgg16 file: ImageNet initialisation)."""
     return _factory(FCNVGG16, 3, num_classes, in_channels, options)
 
 
 @register(task="segment", test_input=(3, 64, 64), paper=_PAPER)
 def fcn32s_small(*, num_classes: int = 21, in_channels: int = 3, **options: Any) -> FCN:
     """FCN-32s on `SmallBackbone`, CPU-trainable. options: `input_size` (320), `width`, `depth`,
-    `head_channels`, `dropout`; see `FCNSmall`."""
+    `head_channels`, `fc6_kernel` (7), `dropout`; see `FCNSmall`."""
     return _factory(FCNSmall, 1, num_classes, in_channels, options)
 
 
