@@ -191,3 +191,20 @@ def test_shape_mismatch_is_an_error_naming_the_key(key: str, shape: tuple[int, .
     with pytest.raises(ValueError, match=rf"bad\.safetensors.*shape mismatches: {key}"):
         load_weights(model, tmp_path / "bad.safetensors")
     _assert_state_equal(model, before)                   # nothing was loaded
+
+
+def test_class_square_layers_are_reinitialised_on_a_class_count_change(tmp_path) -> None:
+    """FCN's learned upsampling is (K, K, k, k): both class dims change with the class count."""
+    from safetensors.torch import save_file
+
+    from ninshiki.registry import build
+
+    source = build("fcn8s_small", num_classes=5)
+    path = tmp_path / "fcn5.safetensors"
+    save_file(source.state_dict(), str(path))
+    target = build("fcn8s_small", num_classes=3)
+    report = load_weights(target, path)
+    assert any(key.startswith("upscore2.") for key in report.reinitialised), report.reinitialised
+    assert all(key.startswith(target.classifier_names) for key in report.reinitialised)
+    assert torch.equal(target.state_dict()["backbone.stages.0.0.0.weight"],
+                       source.state_dict()["backbone.stages.0.0.0.weight"])

@@ -68,7 +68,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> LoadReport:
     own = model.state_dict()
     state = _strip_prefixes(read_state_dict(path), own.keys())
     classifiers = tuple(getattr(model, "classifier_names", ()))
-    merged, report, problems = _merge(own, state, classifiers, f"{_first_conv_name(model)}.weight")
+    merged, report, problems = _merge(own, state, classifiers, f"{_first_conv_name(model)}.weight",
+                                      getattr(model, "num_classes", None))
     if problems:
         raise ValueError(f"{path} does not fit {type(model).__name__}: {problems}")
     model.load_state_dict(merged, strict=True)
@@ -125,8 +126,20 @@ def _strip_prefixes(state: dict[str, Tensor], own_keys: Collection[str]) -> dict
     return out
 
 
+def _class_dims_differ(theirs: torch.Size, mine: torch.Size, num_classes: int | None) -> bool:
+    """Whether two shapes of a class-dependent tensor differ only in class-count dimensions: dim 0 (K, K + 1
+    with a background, 4 (K + 1) box deltas), and, when the model's `num_classes` is known, other dims of size
+    K or K + 1 (FCN's learned (K, K, k, k) upsampling). A classifier whose input size differs is not one."""
+    if len(theirs) != len(mine):
+        return False
+    differing = [i for i, (a, b) in enumerate(zip(theirs, mine)) if a != b]
+    if num_classes is None:
+        return differing == [0]
+    return bool(differing) and all(i == 0 or mine[i] in (num_classes, num_classes + 1) for i in differing)
+
+
 def _merge(own: Mapping[str, Tensor], state: Mapping[str, Tensor], classifiers: tuple[str, ...],
-           first_conv: str) -> tuple[dict[str, Tensor], LoadReport, str]:
+           first_conv: str, num_classes: int | None = None) -> tuple[dict[str, Tensor], LoadReport, str]:
     """The state dict to load, what was done to each key, and a description of what does not fit ("" if all)."""
     merged: dict[str, Tensor] = {}
     loaded: list[str] = []
@@ -144,7 +157,7 @@ def _merge(own: Mapping[str, Tensor], state: Mapping[str, Tensor], classifiers: 
         elif theirs.shape == mine.shape:
             merged[key] = theirs
             loaded.append(key)
-        elif _owner(key, classifiers) and theirs.shape[1:] == mine.shape[1:]:
+        elif _owner(key, classifiers) and _class_dims_differ(theirs.shape, mine.shape, num_classes):
             merged[key] = mine
             reinitialised.append(key)
         elif key == first_conv and (converted := _adapt_first_conv(theirs.to(mine.dtype), mine.shape)) is not None:
