@@ -23,6 +23,13 @@ class ImageNormalizer(nn.Module):
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
 
+def imagenet_normalizer(in_channels: int = 3) -> ImageNormalizer:
+    """ImageNet's statistics for RGB input; their average on every channel otherwise (gray, multispectral)."""
+    if in_channels == 3:
+        return ImageNormalizer(IMAGENET_MEAN, IMAGENET_STD)
+    return ImageNormalizer((sum(IMAGENET_MEAN) / 3,) * in_channels, (sum(IMAGENET_STD) / 3,) * in_channels)
+
+
 def select_detections(boxes: Tensor, scores: Tensor, *, score_threshold: float, nms_iou: float,
                       max_detections: int, size: tuple[int, int]) -> Detections:
     """Per-class detections of one image from candidate boxes and their class scores.

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from ninshiki.models.backbones.small import SmallBackbone, conv_bn_act
-from ninshiki.models.detect.common import IMAGENET_MEAN, IMAGENET_STD, ImageNormalizer
+from ninshiki.models.detect.common import imagenet_normalizer
 from ninshiki.models.layers import conv_like, run_with_taps
 from ninshiki.models.segment.common import SemanticSegmenter
 from ninshiki.models.segment.fcn_parts import BilinearUpsampling, bilinear_upsampling, crop, vgg16_to_fcn
@@ -75,8 +75,7 @@ class FCN(SemanticSegmenter):
         self.geometry = geometry
         self.levels = len(channels)
         self.stride = 32 // 2 ** (self.levels - 1)
-        self.normalize = ImageNormalizer(_channel_stats(IMAGENET_MEAN, in_channels),
-                                         _channel_stats(IMAGENET_STD, in_channels))
+        self.normalize = imagenet_normalizer(in_channels)
         self.score_fr = nn.Conv2d(channels[0], num_classes, 1)
         scores, names = [self.score_fr], ["score_fr"]
         for (up, score), skip_channels in zip(_SKIPS, channels[1:]):
@@ -218,11 +217,6 @@ def fcn_from_coarser(fine: FCN, coarse_state: Mapping[str, Tensor]) -> FCN:
                          f"unexpected {unexpected[:5]}, shape mismatches {mismatched[:5]}, missing {missing[:5]}")
     fine.load_state_dict(dict(coarse_state), strict=False)
     return fine
-
-
-def _channel_stats(values: tuple[float, ...], in_channels: int) -> tuple[float, ...]:
-    # RGB statistics for RGB input; their average on every channel otherwise (gray, multispectral).
-    return values if in_channels == len(values) else (sum(values) / len(values),) * in_channels
 
 
 def _factory(cls: type[FCN], levels: int, num_classes: int, in_channels: int, options: dict[str, Any]) -> FCN:

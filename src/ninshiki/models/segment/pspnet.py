@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ninshiki.models.classify.resnet import ResNet, resnet50
+from ninshiki.models.detect.common import imagenet_normalizer
 from ninshiki.models.segment.common import IGNORE_INDEX, SemanticSegmenter, upsample_to
-from ninshiki.models.segment.pspnet_parts import DilatedResNetSmall, imagenet_normalizer
+from ninshiki.models.segment.pspnet_parts import DilatedResNetSmall
 from ninshiki.models.weights import read_state_dict
 from ninshiki.registry import register
 from ninshiki.structures import FeatureInfo, SegmentationOutput

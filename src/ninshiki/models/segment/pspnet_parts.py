@@ -12,17 +12,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ninshiki.models.detect.common import IMAGENET_MEAN, IMAGENET_STD, ImageNormalizer
 from ninshiki.structures import FeatureInfo
 
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
-
-
-def imagenet_normalizer(in_channels: int) -> ImageNormalizer:
-    """ImageNet's statistics; gray or multispectral inputs give every channel their mean."""
-    if in_channels == 3:
-        return ImageNormalizer(IMAGENET_MEAN, IMAGENET_STD)
-    return ImageNormalizer((sum(IMAGENET_MEAN) / 3,) * in_channels, (sum(IMAGENET_STD) / 3,) * in_channels)
 
 
 class DilatedBlock(nn.Module):

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ninshiki.models.detect.common import IMAGENET_MEAN, IMAGENET_STD, ImageNormalizer
+from ninshiki.models.detect.common import imagenet_normalizer
 from ninshiki.models.segment.common import IGNORE_INDEX, SemanticSegmenter
 from ninshiki.models.weights import read_state_dict
 from ninshiki.registry import register
@@ -99,7 +99,7 @@ class SegNet(SemanticSegmenter):
         super().__init__(num_classes=num_classes, input_size=input_size, ignore_index=ignore_index)
         if not stages or not all(stages):
             raise ValueError(f"SegNet needs at least one stage of at least one convolution, got {stages}")
-        self.normalizer = _imagenet_normalizer(in_channels)
+        self.normalizer = imagenet_normalizer(in_channels)
         self.encoder = _encoder(in_channels, stages)
         self.unpool = nn.MaxUnpool2d(2, 2)
         self.decoder = _decoder(in_channels, stages)
@@ -139,13 +139,6 @@ class SegNet(SemanticSegmenter):
             # output_size restores odd sizes that pooling floored
             x = stage(self.unpool(x, indices, output_size=size))   # (B, C_s, H_s, W_s)
         return SegmentationOutput(self.classifier(x))                # (B, K, H, W)
-
-
-def _imagenet_normalizer(in_channels: int) -> ImageNormalizer:
-    # Gray or multispectral inputs: every channel gets ImageNet's mean statistics.
-    if in_channels == 3:
-        return ImageNormalizer(IMAGENET_MEAN, IMAGENET_STD)
-    return ImageNormalizer((sum(IMAGENET_MEAN) / 3,) * in_channels, (sum(IMAGENET_STD) / 3,) * in_channels)
 
 
 def vgg16_bn_to_segnet(state_dict: Mapping[str, Tensor], *, in_channels: int = 3) -> dict[str, Tensor]:
