@@ -51,7 +51,7 @@ def _records(det: Detections, image_id: int, name: str, category_ids: list[int])
     return out
 
 
-def _drawn_name(name: str) -> Path:
+def drawn_name(name: str) -> Path:
     """sub/photo.jpg -> sub/photo.png (names are relative to the source folder): PNG keeps the drawing crisp."""
     parts = [part for part in Path(name).parts if part not in ("..", "/", "")]
     return Path(*parts).with_suffix(".png")
@@ -118,5 +118,5 @@ def _save_drawn(out: Path, drawn: torch.Tensor, batch: Any, offset: int, name: s
                                          size=(int(drawn.shape[2]), int(drawn.shape[1])))
         writers[video].write(drawn)
         return
-    with atomic_path(out / "images" / _drawn_name(name)) as tmp:
+    with atomic_path(out / "images" / drawn_name(name)) as tmp:
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(tmp, format="PNG")

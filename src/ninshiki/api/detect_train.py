@@ -19,10 +19,10 @@ from ninshiki.api.detect_common import (
     ground_truth,
     write_detection_report,
 )
-from ninshiki.config import parse_model_kwargs, resolve_resume, to_yaml
+from ninshiki.config import parse_model_kwargs, resolve_resume
 from ninshiki.config_detect import DetectTrainConfig, require
 from ninshiki.engine.detect_loop import DetectStepContext
-from ninshiki.engine.detect_trainer import DetectProgress, DetectSetup, EpochCallback, fit, restore
+from ninshiki.engine.detect_trainer import DetectProgress, DetectSetup, EpochCallback, run_training
 from ninshiki.engine.optim import make_optimizer, make_scheduler
 from ninshiki.engine.runtime import Runtime, make_runtime
 from ninshiki.io import write_json, write_text
@@ -126,17 +126,7 @@ def train(config: DetectTrainConfig, *, callbacks: Sequence[EpochCallback] = (),
     if runtime.distributed:   # the loaders do not shard by rank yet: every rank would train on every image
         raise ValueError("detect train runs in one process; data-parallel (torchrun) detection is not supported yet")
     setup = build_setup(config, runtime, task=task)
-    out = Path(config.out)
-    progress = restore(setup, out) if config.resume else DetectProgress()
-    if runtime.is_main:
-        write_text(out / "config.yaml", to_yaml(config))
-        _announce(setup, progress)
-    progress = fit(setup, progress, callbacks=callbacks)
-    metrics = {**progress.best_metrics, "best_epoch": float(progress.best_epoch), "epochs": float(progress.epoch),
-               "train_time_s": progress.train_seconds}
-    if runtime.is_main:
-        _write_results(setup, progress, metrics, out)
-    return metrics
+    return run_training(setup, announce=_announce, write_results=_write_results, callbacks=callbacks)
 
 
 def _announce(setup: DetectSetup, progress: DetectProgress) -> None:

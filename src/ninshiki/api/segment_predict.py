@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ninshiki.api.detect_predict import drawn_name
 from ninshiki.api.segment_common import load_segmenter
 from ninshiki.config import to_yaml
 from ninshiki.config_detect import require
@@ -59,12 +60,6 @@ def _record(labels: Tensor, name: str, classes: list[str]) -> dict[str, Any]:
     counts = torch.bincount(labels.flatten(), minlength=len(classes))
     return {"file_name": name, "height": int(labels.shape[0]), "width": int(labels.shape[1]),
             "pixels": {classes[k]: int(c) for k, c in enumerate(counts.tolist()) if c}}
-
-
-def _output_name(name: str) -> Path:
-    """sub/photo.jpg -> sub/photo.png (names are relative to the source folder)."""
-    parts = [part for part in Path(name).parts if part not in ("..", "/", "")]
-    return Path(*parts).with_suffix(".png")
 
 
 def predict(config: SegmentPredictConfig) -> list[dict[str, Any]]:
@@ -124,7 +119,7 @@ def _save_outputs(config: SegmentPredictConfig, out: Path, batch: Any, offset: i
     name, image = batch.names[offset], batch.images[offset]
     video = batch.kinds[offset] == "video"
     if config.save_masks and not video and len(classes) <= 256:
-        write_palette_mask(out / "masks" / _output_name(name), labels.numpy())
+        write_palette_mask(out / "masks" / drawn_name(name), labels.numpy())
     if not config.save_images:
         return
     if video:
@@ -135,5 +130,5 @@ def _save_outputs(config: SegmentPredictConfig, out: Path, batch: Any, offset: i
         drawn = overlay(image.permute(1, 2, 0).numpy(), labels.numpy(), colours)
         writers[key].write(torch.from_numpy(drawn).permute(2, 0, 1))
         return
-    save_overlay(out / "images" / _output_name(name), image.permute(1, 2, 0).numpy(), labels.numpy(), classes,
+    save_overlay(out / "images" / drawn_name(name), image.permute(1, 2, 0).numpy(), labels.numpy(), classes,
                  colours)

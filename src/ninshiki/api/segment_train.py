@@ -14,11 +14,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ninshiki.api.segment_common import build_segmenter, segmenter_record, write_segmentation_report
-from ninshiki.config import parse_model_kwargs, resolve_resume, to_yaml
+from ninshiki.config import parse_model_kwargs, resolve_resume
 from ninshiki.config_detect import require
 from ninshiki.config_segment import SegmentTrainConfig
 from ninshiki.engine.detect_loop import DetectStepContext
-from ninshiki.engine.detect_trainer import DetectProgress, DetectSetup, EpochCallback, eval_model, fit, restore
+from ninshiki.engine.detect_trainer import DetectProgress, DetectSetup, EpochCallback, eval_model, run_training
 from ninshiki.engine.optim import make_optimizer, make_scheduler
 from ninshiki.engine.runtime import Runtime, make_runtime
 from ninshiki.engine.segment_loop import SegmentEvalResult, evaluate_segmenter
@@ -118,17 +118,7 @@ def train(config: SegmentTrainConfig, *, callbacks: Sequence[EpochCallback] = ()
     if runtime.distributed:
         raise ValueError("segment train runs in one process; data-parallel (torchrun) training is not supported yet")
     setup = build_setup(config, runtime)
-    out = Path(config.out)
-    progress = restore(setup, out) if config.resume else DetectProgress()
-    if runtime.is_main:
-        write_text(out / "config.yaml", to_yaml(config))
-        _announce(setup, progress)
-    progress = fit(setup, progress, callbacks=callbacks)
-    metrics = {**progress.best_metrics, "best_epoch": float(progress.best_epoch), "epochs": float(progress.epoch),
-               "train_time_s": progress.train_seconds}
-    if runtime.is_main:
-        _write_results(setup, progress, metrics, out)
-    return metrics
+    return run_training(setup, announce=_announce, write_results=_write_results, callbacks=callbacks)
 
 
 def _announce(setup: DetectSetup, progress: DetectProgress) -> None:

@@ -258,3 +258,26 @@ def _epoch_line(row: dict[str, float], epochs: int, key_metric: str = "map") -> 
     parts.append(f"{row['train_images_per_s']:.1f} img/s")
     parts.append(f"{row['epoch_time_s']:.1f}s")
     return "  ".join(parts)
+
+
+def run_training(setup: DetectSetup, *, announce: Callable[[DetectSetup, DetectProgress], None],
+                 write_results: Callable[[DetectSetup, DetectProgress, dict[str, float], Path], None],
+                 callbacks: Sequence[EpochCallback] = ()) -> dict[str, float]:
+    """Resume or start, write the config, fit, then report: what `detect train` and `segment train` share.
+
+    Returns the best validation's metrics with the run's epochs and training time (OUT/metrics.json).
+    """
+    from ninshiki.config import to_yaml
+    from ninshiki.io import write_text
+
+    cfg, out = setup.config, Path(setup.config.out)
+    progress = restore(setup, out) if cfg.resume else DetectProgress()
+    if setup.runtime.is_main:
+        write_text(out / "config.yaml", to_yaml(cfg))
+        announce(setup, progress)
+    progress = fit(setup, progress, callbacks=callbacks)
+    metrics = {**progress.best_metrics, "best_epoch": float(progress.best_epoch), "epochs": float(progress.epoch),
+               "train_time_s": progress.train_seconds}
+    if setup.runtime.is_main:
+        write_results(setup, progress, metrics, out)
+    return metrics
