@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ninshiki.cli_compare import add_compare
 from ninshiki.cli_detect import add_data_tools, add_detect
 from ninshiki.cli_segment import add_segment, add_segmentation_data_tools
 from ninshiki.config import EvalConfig, PredictConfig, TrainConfig, add_config_arguments, config_from_namespace
@@ -26,7 +27,7 @@ def _models(args: argparse.Namespace) -> None:
     print(f"{'model'.ljust(width)}  {'task':9} {'torchvision'.ljust(tv_width)} paper")
     for name in names:
         info = model_info(name)
-        print(f"{name.ljust(width)}  {info.task:9} {(info.torchvision or '-').ljust(tv_width)} {info.paper}")
+        print(f"{name.ljust(width)}  {','.join(info.tasks):9} {(info.torchvision or '-').ljust(tv_width)} {info.paper}")
 
 
 def _classify_train(args: argparse.Namespace) -> None:
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_classify(commands)
     add_detect(commands)
     add_segment(commands)
+    add_compare(commands)
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="mode", required=True)
     add_data_tools(data)
     add_segmentation_data_tools(data)

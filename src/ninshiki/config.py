@@ -28,6 +28,7 @@ class TrainConfig:
     image_size: int | None = None        # square input size; None = native for built-ins, 224 for folders
     strict: bool = False                 # unreadable files are errors instead of counted skips
     memory_limit_mb: int = 2048          # decoded sets up to this size are held in memory; larger ones stream
+    train_limit: int | None = None       # train on a seeded, stratified subset of this many images
     model: str = "resnet20"
     model_kwargs: str | None = None      # the factory's own options as a YAML mapping, e.g. "{width: 16}"
     weights: str | None = None           # initial weights: safetensors or a torchvision checkpoint
@@ -66,6 +67,8 @@ class TrainConfig:
         _check_choice("amp", self.amp, ("auto", "bf16", "off"))
         _check_choice("channels_last", self.channels_last, ("auto", "on", "off"))
         _check_positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
+        if self.train_limit is not None:
+            _check_positive(train_limit=self.train_limit)
         parse_model_kwargs(self.model_kwargs)
         if not 0.0 <= self.val_split < 1.0:
             raise ValueError(f"val_split must be in [0, 1), got {self.val_split}")

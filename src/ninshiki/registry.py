@@ -19,6 +19,12 @@ class ModelInfo:
     test_input: tuple[int, int, int] = (3, 64, 64)   # smallest (C, H, W) the contract test may use
     paper: str = ""                                  # the paper the architecture comes from
     torchvision: str | None = None                   # torchvision's builder of the same network, if any
+    also_tasks: tuple[str, ...] = ()                 # other tasks the factory serves (its `task=` keyword picks)
+    classical: bool = False                          # fit in closed form (ninshiki.classical.base), not by SGD
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return (self.task, *self.also_tasks)
 
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
@@ -26,14 +32,20 @@ _INFO: dict[str, ModelInfo] = {}
 
 
 def register(*, task: str, test_input: tuple[int, int, int] = (3, 64, 64), paper: str = "",
-             torchvision: str | None = None) -> Callable[[Factory], Factory]:
-    """Register a factory under its function name."""
+             torchvision: str | None = None, also_tasks: tuple[str, ...] = (),
+             classical: bool = False) -> Callable[[Factory], Factory]:
+    """Register a factory under its function name.
+
+    `also_tasks`: further tasks the same name serves; the factory then takes a `task=` keyword (HOG + SVM
+    detects and classifies). `classical`: the model is fit in closed form, not trained by gradient steps.
+    """
     def wrap(factory: Factory) -> Factory:
         name = factory.__name__
         if name in _FACTORIES:
             raise KeyError(f"model {name!r} is already registered")
         _FACTORIES[name] = factory
-        _INFO[name] = ModelInfo(name, task, test_input, paper, torchvision)
+        _INFO[name] = ModelInfo(name, task, test_input, paper, torchvision, tuple(also_tasks),
+                                classical)
         return factory
     return wrap
 
@@ -56,7 +68,7 @@ def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
     """Registered model names matching a glob `pattern`, optionally of one task."""
     _ensure_loaded()
     return sorted(n for n, info in _INFO.items()
-                  if fnmatch.fnmatch(n, pattern) and (task is None or info.task == task))
+                  if fnmatch.fnmatch(n, pattern) and (task is None or task in info.tasks))
 
 
 def model_info(name: str) -> ModelInfo:

@@ -25,9 +25,13 @@ log = logging.getLogger(__name__)
 def _load_data(config: TrainConfig):
     from ninshiki.data.datasets import load_classification_data
 
-    return load_classification_data(config.data, data_root=config.data_root, val_data=config.val_data,
+    data = load_classification_data(config.data, data_root=config.data_root, val_data=config.val_data,
                                     val_split=config.val_split, image_size=config.image_size, seed=config.seed,
                                     strict=config.strict, memory_limit_mb=config.memory_limit_mb)
+    if config.train_limit is not None and data.train is not None and len(data.train) > config.train_limit:
+        from ninshiki.data.splits import limit_split
+        data.train = limit_split(data.train, config.train_limit, seed=config.seed)
+    return data
 
 
 def _normalizer(config: TrainConfig, train_split) -> Normalizer:
@@ -105,6 +109,11 @@ def build_setup(config: TrainConfig, runtime: Runtime) -> TrainSetup:
 
 def train(config: TrainConfig, *, callbacks: Sequence[EpochCallback] = ()) -> dict[str, float]:
     """Train a classifier as `config` says; returns the metrics also written to OUT/metrics.json."""
+    from ninshiki.registry import model_info
+
+    if model_info(config.model).classical:   # fit once on the whole set: no epochs, optimiser or resume
+        from ninshiki.api import classical_classify
+        return classical_classify.train(config)
     config = resolve_resume(config)
     runtime = make_runtime(device=config.device, amp=config.amp, channels_last=config.channels_last)
     setup = build_setup(config, runtime)

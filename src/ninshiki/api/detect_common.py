@@ -49,9 +49,12 @@ def detector_record(*, model: str, model_kwargs: dict[str, Any], classes: list[s
 
 def load_detector(weights: str, model: str | None = None, image_size: int | None = None, *,
                   task: str = "detect") -> TrainedDetector:
+    from ninshiki.api.classical_detect import is_opencv_weights, load_opencv_detector
     from ninshiki.api.weights_record import read_task_record
     from ninshiki.models.weights import create_model
 
+    if is_opencv_weights(weights) and task == "detect":
+        return load_opencv_detector(weights, model, image_size)
     record = read_task_record(weights, task=task, model=model)
     net = create_model(record["model"], num_classes=len(record["classes"]), weights=weights,
                        **record.get("model_kwargs", {}))

@@ -101,9 +101,9 @@ def check_task(model: str, task: str) -> None:
     """`detect` commands take detectors, `instance` commands instance segmenters (both share this code)."""
     from ninshiki.registry import model_info
 
-    registered = model_info(model).task
-    if registered != task:
-        raise ValueError(f"{model!r} is a {registered!r} model; `ninshiki {task}` needs one of "
+    registered = model_info(model).tasks
+    if task not in registered:
+        raise ValueError(f"{model!r} is a {'/'.join(registered)!r} model; `ninshiki {task}` needs one of "
                          f"`ninshiki models --task {task}`")
 
 
@@ -120,6 +120,11 @@ def train(config: DetectTrainConfig, *, callbacks: Sequence[EpochCallback] = (),
           ) -> dict[str, float]:
     """Train a detector (or, with `task="instance"`, an instance segmenter) as `config` says; returns the best
     validation metrics, also in OUT/metrics.json."""
+    from ninshiki.registry import model_info
+
+    if model_info(config.model).classical:   # Viola-Jones, HOG + SVM: fit once, no epochs or resume
+        from ninshiki.api import classical_detect
+        return classical_detect.train(config)
     config = resolve_resume(config)   # a resumed run takes its data (and all else) from OUT's config
     require(config, "data")
     runtime = make_runtime(device=config.device, amp=config.amp, channels_last=config.channels_last)

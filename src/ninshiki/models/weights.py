@@ -46,7 +46,9 @@ def create_model(name: str, *, num_classes: int = 1000, in_channels: int = 3,
         **kwargs: Passed to the model's factory unchanged.
     """
     model = build(name, num_classes=num_classes, in_channels=in_channels, **kwargs)
-    if weights is not None:
+    if weights is not None and getattr(model, "classical", False):
+        model.load_state(read_state_dict(weights))   # learned state of any size (codebooks, cascades)
+    elif weights is not None:
         load_weights(model, weights)
     return model
 
