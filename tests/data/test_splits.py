@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from ninshiki.data.images import ImageReadError, resize_to
 from ninshiki.data.splits import (ConvertedSplit, FileSplit, InMemorySplit, Unreadable, collate_skipping,
-                                  stratified_split)
+                                  limit_split, stratified_split)
 
 LABELS = np.repeat([0, 1, 2, 3], [100, 50, 10, 1])
 
@@ -87,3 +87,26 @@ def test_file_split_strict_raises(files_with_one_corrupt: list[str]) -> None:
 def test_collate_with_nothing_readable_keeps_the_shape() -> None:
     images, labels, skipped = collate_skipping([Unreadable("a.jpg", "empty file (0 bytes)", (1, 8, 8))])
     assert images.shape == (0, 1, 8, 8) and labels.shape == (0,) and skipped == ["a.jpg: empty file (0 bytes)"]
+
+
+def test_limit_split_keeps_each_class_share_and_order() -> None:
+    labels = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1)
+    small = limit_split(InMemorySplit(images, labels), 20, seed=3)
+    assert np.bincount(small.labels.numpy()).tolist() == [12, 6, 2]
+    kept = small.images.flatten().tolist()
+    assert kept == sorted(kept)                                   # original order
+    assert torch.equal(labels[torch.tensor(kept, dtype=torch.int64)], small.labels)
+    again = limit_split(InMemorySplit(images, labels), 20, seed=3)
+    assert torch.equal(again.images, small.images)                # seeded: the same subset
+    assert limit_split(small, 50, seed=0) is small                # asking for more keeps all
+
+
+def test_limit_split_of_file_and_converted_splits() -> None:
+    files = FileSplit([f"{i}.png" for i in range(10)], [i % 2 for i in range(10)], (4, 4))
+    small = limit_split(files, 4, seed=1)
+    assert len(small.paths) == 4 and sorted(small.labels) == [0, 0, 1, 1]
+    assert all(int(p[:-4]) % 2 == label for p, label in zip(small.paths, small.labels))
+    base = InMemorySplit(torch.zeros(8, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1] * 4))
+    converted = limit_split(ConvertedSplit(base, (4, 4), 3), 4, seed=0)
+    assert isinstance(converted, ConvertedSplit) and len(converted) == 4 and converted[0][0].shape == (3, 4, 4)

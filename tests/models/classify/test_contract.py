@@ -20,7 +20,8 @@ from ninshiki.structures import ClassifierOutput, split_logits
 # Building and serialising VGG takes seconds per model on a CPU (its fc6 alone has 103M weights); the fast run
 # keeps vgg11, every other ImageNet model and every small-input model.
 SLOW = {"vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"}
-CLASSIFIERS = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in list_models(task="classify")]
+NETWORKS = [n for n in list_models(task="classify") if not model_info(n).classical]   # classical: their own test
+CLASSIFIERS = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in NETWORKS]
 
 
 def _loss(raw: Tensor | ClassifierOutput) -> Tensor:
@@ -98,7 +99,7 @@ def _check_features(model: nn.Module, x: Tensor) -> None:
         assert torch.equal(feature, captured[info.name]), f"{info.name} does not produce the feature {info}"
 
 
-@pytest.mark.parametrize("name", list_models(task="classify"))
+@pytest.mark.parametrize("name", NETWORKS)
 def test_classifier_names_are_exactly_the_class_dependent_modules(name: str) -> None:
     with torch.device("meta"):                              # shapes only: no memory, no initialisation cost
         three, five = build(name, num_classes=3), build(name, num_classes=5)
@@ -107,7 +108,7 @@ def test_classifier_names_are_exactly_the_class_dependent_modules(name: str) -> 
     assert changed == set(three.classifier_names)
 
 
-@pytest.mark.parametrize("name", list_models(task="classify"))
+@pytest.mark.parametrize("name", NETWORKS)
 def test_first_conv_names_the_first_convolution_in_module_order(name: str) -> None:
     # load_weights adapts `first_conv`; viz.filters draws the first Conv2d in module order: the same layer.
     with torch.device("meta"):
