@@ -1,4 +1,4 @@
-"""The `detect` commands and the detection data tools (`data synth detect`, `data convert`) of the CLI."""
+"""The `detect` commands and the detection data tools (`data synth detect|faces`, `data convert`) of the CLI."""
 from __future__ import annotations
 
 import argparse
@@ -54,6 +54,14 @@ def add_detect(commands: argparse._SubParsersAction) -> None:
         parser.set_defaults(handler=handler)
 
 
+def _synth_faces(args: argparse.Namespace) -> None:
+    from ninshiki.data.synthetic import synth_faces
+
+    out = synth_faces(args.out, train=args.train, val=args.val, image_size=args.image_size, seed=args.seed,
+                      max_faces=args.max_faces)
+    print(f"wrote {out} (train with `ninshiki detect train --data {out} --model haar_cascade`)")
+
+
 def add_data_tools(data: argparse._SubParsersAction) -> None:
     synth = data.add_parser("synth", help="generate a labelled dataset from real photos").add_subparsers(
         dest="kind", required=True)
@@ -66,6 +74,15 @@ def add_data_tools(data: argparse._SubParsersAction) -> None:
     shapes.add_argument("--max-objects", type=int, default=6, help="objects per image at most (default: 6)")
     shapes.add_argument("--seed", type=int, default=0)
     shapes.set_defaults(handler=_synth)
+    faces = synth.add_parser("faces", help="scikit-image's LFW face crops blended onto photos: one class, boxes in "
+                                           "COCO, VOC and YOLO form (for Viola-Jones and HOG + SVM)")
+    faces.add_argument("--out", required=True)
+    faces.add_argument("--train", type=int, default=600, help="training images (default: 600)")
+    faces.add_argument("--val", type=int, default=150, help="validation images (default: 150)")
+    faces.add_argument("--image-size", type=int, default=320, help="image side in pixels (default: 320)")
+    faces.add_argument("--max-faces", type=int, default=4, help="faces per image at most (default: 4)")
+    faces.add_argument("--seed", type=int, default=0)
+    faces.set_defaults(handler=_synth_faces)
     convert = data.add_parser("convert", help="convert detection annotations between COCO, VOC and YOLO")
     convert.add_argument("source", help="a COCO JSON file, a VOC root, or a YOLO data.yaml / images folder")
     convert.add_argument("--from", dest="source_format", required=True, choices=("coco", "voc", "yolo"))
