@@ -24,10 +24,12 @@ def _models(args: argparse.Namespace) -> None:
         return
     width = max(len(n) for n in names)
     tv_width = max(len("torchvision"), *(len(model_info(n).torchvision or "") for n in names))
-    print(f"{'model'.ljust(width)}  {'task':9} {'torchvision'.ljust(tv_width)} paper")
+    task_width = max(len("task"), *(len(",".join(model_info(n).tasks)) for n in names))
+    print(f"{'model'.ljust(width)}  {'task'.ljust(task_width)} {'torchvision'.ljust(tv_width)} paper")
     for name in names:
         info = model_info(name)
-        print(f"{name.ljust(width)}  {','.join(info.tasks):9} {(info.torchvision or '-').ljust(tv_width)} {info.paper}")
+        tasks = ",".join(info.tasks)
+        print(f"{name.ljust(width)}  {tasks.ljust(task_width)} {(info.torchvision or '-').ljust(tv_width)} {info.paper}")
 
 
 def _classify_train(args: argparse.Namespace) -> None:
