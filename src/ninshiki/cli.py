@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ninshiki.cli_compare import add_compare
 from ninshiki.cli_detect import add_data_tools, add_detect
 from ninshiki.cli_segment import add_segment, add_segmentation_data_tools
+from ninshiki.cli_verify import add_verify
 from ninshiki.config import EvalConfig, PredictConfig, TrainConfig, add_config_arguments, config_from_namespace
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError, FloatingPointError)
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_classify(commands)
     add_detect(commands)
     add_segment(commands)
+    add_verify(commands)
     add_compare(commands)
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="mode", required=True)
     add_data_tools(data)
