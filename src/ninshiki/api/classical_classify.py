@@ -99,9 +99,10 @@ def _validate(model, data, normalizer: Normalizer, runtime, batch_size: int):
     metric = task.metric(len(data.classes), data.classes)
     batches = make_batches(data.val, runtime, workers=0)
     start = time.perf_counter()
-    loss, skipped = evaluate_batches(model.eval(), task, batches.iterate(batch_size=batch_size, shuffle=False,
-                                                                        generator=torch.Generator()),
-                                     normalizer, runtime, metric)
+    with torch.inference_mode():
+        loss, skipped = evaluate_batches(model.eval(), task, batches.iterate(batch_size=batch_size, shuffle=False,
+                                                                            generator=torch.Generator()),
+                                         normalizer, runtime, metric)
     seconds = time.perf_counter() - start
     scores = {**metric.compute(), "loss": loss, "images": float(metric.count),
               "images_per_s": float(metric.count) / max(seconds, 1e-9)}

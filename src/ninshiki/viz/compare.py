@@ -28,5 +28,4 @@ def save_comparison_plot(rows: list[dict[str, Any]], score: str, path: str | os.
         ax.set_ylabel(_LABELS.get(score, score))
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
     return save_figure(figure, path)
