@@ -84,7 +84,8 @@ class MeanIoU:
 def make_setup(tmp_path: Path, *, sleep: float = 0.0, **overrides) -> DetectSetup:
     torch.manual_seed(0)
     overrides.setdefault("epochs", 4)
-    config = DetectTrainConfig(data="fake", lr=overrides.pop("lr", 0.5), optimizer="sgd", momentum=0.0, warmup_epochs=0.0,
+    overrides.setdefault("warmup_epochs", 0.0)
+    config = DetectTrainConfig(data="fake", lr=overrides.pop("lr", 0.5), optimizer="sgd", momentum=0.0,
                                clip_grad=None, out=str(tmp_path), **overrides)
     model = OneBox(sleep=sleep)
     optimizer = make_optimizer(model, name="sgd", lr=config.lr, weight_decay=0.0, momentum=0.0)
@@ -157,3 +158,16 @@ def test_without_validation_data_the_lowest_training_loss_is_best(tmp_path: Path
     assert (tmp_path / "best.safetensors").is_file()
     losses = [row["train_loss"] for row in progress.history]
     assert min(losses) > 1 and progress.best_epoch == 1 + losses.index(min(losses))
+
+
+def test_the_first_step_runs_at_the_warmups_starting_rate(tmp_path: Path) -> None:
+    from ninshiki.engine.detect_trainer import set_schedule
+
+    setup = make_setup(tmp_path, warmup_epochs=1.0)
+    set_schedule(setup, 4)                       # what fit() does before the first step
+    assert setup.ctx.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * 0.01)
+    for _ in range(len(batches())):              # one epoch of steps: the warmup is over
+        setup.ctx.optimizer.step()
+        setup.ctx.scheduler.step()
+    set_schedule(setup, 2)                       # a time-limit re-plan: the next step follows the new plan
+    assert setup.ctx.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * 1.0)

@@ -69,11 +69,19 @@ def eval_model(setup: DetectSetup) -> nn.Module:
 
 
 def set_schedule(setup: DetectSetup, epochs: int) -> None:
-    """Point the per-step scheduler at a schedule of `epochs` epochs (keeps its step count)."""
+    """Point the per-step scheduler at a schedule of `epochs` epochs (keeps its step count).
+
+    The next step's learning rate comes from the new schedule as well: the old one set it (the placeholder's full
+    rate before the first step, which skipped the warmup's start; the previous plan after a re-planning).
+    LambdaLR computes the same product on its steps, so resumed runs stay bit-identical.
+    """
     cfg, steps = setup.config, setup.steps_per_epoch
     factor = lr_factor(schedule=cfg.schedule, total_steps=steps * epochs, warmup_steps=round(cfg.warmup_epochs * steps),
                        steps_per_epoch=steps, step_epochs=cfg.step_epochs, gamma=cfg.gamma)
-    setup.ctx.scheduler.lr_lambdas = [factor] * len(setup.ctx.optimizer.param_groups)
+    scheduler, groups = setup.ctx.scheduler, setup.ctx.optimizer.param_groups
+    scheduler.lr_lambdas = [factor] * len(groups)
+    for group, base in zip(groups, scheduler.base_lrs):
+        group["lr"] = base * factor(scheduler.last_epoch)
 
 
 def _state(setup: DetectSetup, progress: DetectProgress) -> dict[str, Any]:
