@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from ninshiki.cli_compare import add_compare
 from ninshiki.cli_detect import add_data_tools, add_detect
+from ninshiki.cli_match import add_match
 from ninshiki.cli_segment import add_segment, add_segmentation_data_tools
 from ninshiki.cli_verify import add_verify
 from ninshiki.config import EvalConfig, PredictConfig, TrainConfig, add_config_arguments, config_from_namespace
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_segment(commands)
     add_verify(commands)
     add_compare(commands)
+    add_match(commands)
     data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="mode", required=True)
     add_data_tools(data)
     add_segmentation_data_tools(data)
