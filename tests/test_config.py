@@ -3,7 +3,7 @@ import argparse
 import pytest
 
 from ninshiki.config import (TrainConfig, add_config_arguments, build_config, config_from_namespace, load_yaml,
-                             to_yaml)
+                             parse_model_kwargs, to_yaml)
 
 
 def _parse(argv: list[str]) -> TrainConfig:
@@ -69,3 +69,17 @@ def test_model_kwargs_from_a_flag_or_a_yaml_mapping(tmp_path) -> None:
     assert parse_model_kwargs(_parse(["--config", str(run)]).model_kwargs) == {"width": 24}
     with pytest.raises(ValueError, match="model_kwargs"):
         TrainConfig(model_kwargs="[1, 2]")
+
+
+def test_compare_options_go_to_the_model_they_name() -> None:
+    from ninshiki.config_compare import CompareConfig
+
+    config = CompareConfig(data="d", models="haar_cascade, hog_svm",
+                           model_kwargs="{haar_cascade: {num_stages: 12, feature_step: 2}}")
+    assert config.model_names() == ["haar_cascade", "hog_svm"]
+    assert parse_model_kwargs(config.options_of("haar_cascade")) == {"num_stages": 12, "feature_step": 2}
+    assert config.options_of("hog_svm") is None
+    with pytest.raises(ValueError, match="not in --models"):
+        CompareConfig(data="d", models="hog_svm", model_kwargs="{ssd_lite: {}}").options_of("hog_svm")
+    with pytest.raises(ValueError, match="names a model twice"):
+        CompareConfig(data="d", models="hog_svm,hog_svm").model_names()

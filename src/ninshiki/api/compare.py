@@ -51,7 +51,8 @@ def _classify_row(config: CompareConfig, name: str, out: Path) -> dict[str, Any]
     options = {k: v for k, v in (("epochs", config.epochs), ("batch_size", config.batch_size),
                                  ("image_size", config.image_size)) if v is not None}
     metrics = train(TrainConfig(data=config.data, data_root=config.data_root, train_limit=config.train_limit,
-                                model=name, seed=config.seed, out=str(out), **options))
+                                model=name, model_kwargs=config.options_of(name), seed=config.seed, out=str(out),
+                                **options))
     return {"top1": metrics.get("top1", float("nan")), "train_s": metrics.get("train_time_s", float("nan")),
             "cpu_images_per_s": classify_speed(out / "best.safetensors", config)}
 
@@ -90,7 +91,8 @@ def _detect_row(config: CompareConfig, name: str, out: Path) -> dict[str, Any]:
     options = {k: v for k, v in (("epochs", config.epochs), ("time_limit", config.time_limit),
                                  ("batch_size", config.batch_size), ("image_size", config.image_size))
                if v is not None}
-    metrics = train(DetectTrainConfig(data=config.data, model=name, seed=config.seed, out=str(out), **options))
+    metrics = train(DetectTrainConfig(data=config.data, model=name, model_kwargs=config.options_of(name),
+                                      seed=config.seed, out=str(out), **options))
     scores = evaluate(DetectEvalConfig(data=config.data, weights=str(out / "best.safetensors"), device="cpu",
                                        seed=config.seed, out=str(out / "val_cpu"), workers=0))
     return {"map": scores["map"], "map50": scores["map50"], "train_s": metrics.get("train_time_s", float("nan")),
