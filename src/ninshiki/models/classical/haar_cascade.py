@@ -27,6 +27,7 @@ from ninshiki.classical.base import ClassicalDetector
 from ninshiki.classical.haar.cascade import HaarCascade, HaarFeature, Stage, Stump
 from ninshiki.classical.haar.detect import CompiledCascade, compile_cascade, detect_multiscale
 from ninshiki.classical.haar.opencv_xml import opencv_cascade_path, read_cascade_xml, write_cascade_xml
+from ninshiki.classical.windows import crop_window
 from ninshiki.registry import register
 from ninshiki.structures import Detections
 
@@ -190,21 +191,12 @@ class HaarCascadeDetector(ClassicalDetector):
 
 
 def crop_positive(gray: np.ndarray, box: np.ndarray, window: tuple[int, int]) -> np.ndarray:
-    """The object in `box`, grown about its centre to the window's aspect ratio, resized to the window.
+    """A positive training window: the box grown to the window's aspect ratio, resized with INTER_AREA.
 
     Shape:
         gray: (H, W) uint8; box: (4,) xyxy; returns (h, w) uint8 with (w, h) = window.
     """
-    x1, y1, x2, y2 = (float(v) for v in box)
-    cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, 1.0), max(y2 - y1, 1.0)
-    aspect = window[0] / window[1]
-    w, h = max(w, h * aspect), max(h, w / aspect)
-    left, top = round(cx - w / 2), round(cy - h / 2)
-    right, bottom = left + max(round(w), 1), top + max(round(h), 1)
-    pad = max(0, -left, -top, right - gray.shape[1], bottom - gray.shape[0])
-    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else gray
-    crop = padded[top + pad:bottom + pad, left + pad:right + pad]
-    return cv2.resize(crop, window, interpolation=cv2.INTER_AREA)
+    return crop_window(gray, box, window, interpolation=cv2.INTER_AREA)
 
 
 def _load_gray(train: Any) -> tuple[list[np.ndarray], ...]:

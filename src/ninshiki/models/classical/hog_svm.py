@@ -47,6 +47,7 @@ from ninshiki.classical.base import ClassicalDetector
 from ninshiki.classical.hog import HOGParams
 from ninshiki.classical.hog_detect import clip_rectangles, group_rectangles, pyramid_hits
 from ninshiki.classical.hog_mining import MiningOptions, train_hog_svm
+from ninshiki.classical.windows import crop_window
 from ninshiki.registry import register
 from ninshiki.structures import Detections
 
@@ -99,26 +100,6 @@ def window_from_boxes(boxes: np.ndarray, cell: int, min_side: int) -> tuple[int,
     short = max(min(SHORT_SIDE, int(small // cell) * cell), MIN_CELLS * cell, min_side)
     long = max(short, round(short * max(aspect, 1 / aspect) / cell) * cell)
     return (short, long) if aspect >= 1 else (long, short)
-
-
-def crop_window(image: np.ndarray, box: np.ndarray, window: tuple[int, int]) -> np.ndarray:
-    """The object in `box` grown about its centre to the window's aspect ratio (edges replicated outside the
-    image), resized to `window` (w, h).
-
-    Shape:
-        image: (H, W) or (H, W, 3) uint8; box: (4,) xyxy; returns (h, w[, 3]) uint8.
-    """
-    x1, y1, x2, y2 = (float(v) for v in box)
-    cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, 1.0), max(y2 - y1, 1.0)
-    aspect = window[0] / window[1]
-    w, h = max(w, h * aspect), max(h, w / aspect)
-    left, top = round(cx - w / 2), round(cy - h / 2)
-    right, bottom = left + max(round(w), 1), top + max(round(h), 1)
-    pad = max(0, -left, -top, right - image.shape[1], bottom - image.shape[0])
-    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else image
-    crop = padded[top + pad:bottom + pad, left + pad:right + pad]
-    shrink = crop.shape[1] > window[0]
-    return cv2.resize(crop, window, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def to_opencv_arrays(images: Tensor, in_channels: int) -> list[np.ndarray]:
