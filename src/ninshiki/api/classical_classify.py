@@ -73,7 +73,8 @@ def train(config: TrainConfig) -> dict[str, float]:
           file=sys.stderr, flush=True)
     start = time.perf_counter()
     facts = model.fit(images, labels, progress=True) or {}
-    metrics = {"fit_time_s": time.perf_counter() - start, "train_time_s": time.perf_counter() - start,
+    seconds = time.perf_counter() - start
+    metrics = {"fit_time_s": seconds, "train_time_s": seconds,   # train_time_s: the key compare reads for all
                **{k: float(v) for k, v in facts.items()}}
     normalizer = Normalizer((0.0,) * data.channels, (1.0,) * data.channels)
     record = {"model": config.model, "model_kwargs": kwargs, "task": "classify", "classes": list(data.classes),
