@@ -1,8 +1,10 @@
 """Run configurations of `ninshiki verify train|val|enroll|identify` (see config.py for how fields become flags).
 
-Open-set protocol: the identities (classes) of a data source are split into training and test identities, so
-that no test identity is seen in training. `--test-classes` names them (class names, or indices into the
-sorted class list); otherwise `--test-fraction` of the classes are drawn at random with `--seed`.
+Open-set protocol: the identities (classes) of a data source are split into training, validation and test
+identities, so that no test identity is seen in training or in choosing best.safetensors. `--test-classes`
+names the test ones (class names, or indices into the sorted class list); otherwise `--test-fraction` of the
+classes are drawn at random with `--seed`. `verify train` holds `--val-classes` (or `--val-fraction`) of the
+remaining training identities out for its per-epoch validation.
 """
 from __future__ import annotations
 
@@ -20,6 +22,20 @@ def _check_pairs(pairs_per_fold: int, folds: int, gallery_per_identity: int) -> 
         raise ValueError(f"folds must be >= 2 (LFW's protocol picks each fold's threshold on the others), got {folds}")
 
 
+def _check_val_classes(val_classes: str | None, test_classes: str | None) -> None:
+    """The clashes visible without the data (the same name or index in both); the data loader checks the rest."""
+    if not val_classes:
+        return
+    val = [t.strip() for t in val_classes.split(",") if t.strip()]
+    if not val:
+        raise ValueError(f"val_classes: no class given in {val_classes!r}")
+    test = {t.strip() for t in (test_classes or "").split(",")}
+    clash = [t for t in val if t in test or test_classes and test_classes.strip().lower() == "all"]
+    if clash:
+        raise ValueError(f"val_classes {', '.join(clash)} also held out for testing (test_classes {test_classes}); "
+                         "validation identities are training identities")
+
+
 @dataclass
 class VerifyTrainConfig:
     """`ninshiki verify train`."""
@@ -29,7 +45,9 @@ class VerifyTrainConfig:
     strict: bool = False                 # unreadable files are errors instead of counted skips
     memory_limit_mb: int = 2048
     test_classes: str | None = None      # held-out identities, e.g. "6,7,8,9" (names or indices); wins over fraction
-    test_fraction: float = 0.25          # else this fraction of the identities, drawn with `seed`; 0 = no validation
+    test_fraction: float = 0.25          # else this fraction of the identities, drawn with `seed`; 0 = none
+    val_classes: str | None = None       # training identities validated on (names or indices); wins over fraction
+    val_fraction: float = 0.2            # else this fraction of the rest (>= 2 of >= 4); 0 = no validation, best = last
     pairs_per_fold: int = 300            # validation: same and different pairs per fold (LFW: 300)
     folds: int = 10
     gallery_per_identity: int = 1        # validation rank-k: the first images of each identity form the gallery
@@ -75,6 +93,9 @@ class VerifyTrainConfig:
             raise ValueError(f"P x K batches need p >= 2 and k >= 2; got p={self.p}, k={self.k}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        _check_val_classes(self.val_classes, self.test_classes)
         if self.batches_per_epoch is not None:
             _check_positive(batches_per_epoch=self.batches_per_epoch)
         if self.time_limit is not None:
@@ -90,7 +111,7 @@ class VerifyEvalConfig:
     data_root: str | None = None
     strict: bool = False
     memory_limit_mb: int = 2048
-    pairs: str | None = None             # an LFW / simple pairs file (or a run's OUT/pairs.txt); else generated
+    pairs: str | None = None             # an LFW / simple pairs file (or a val run's OUT/pairs.txt); else generated
     weights: str = ""
     test_classes: str | None = None      # "all", or names / indices; None: the run's held-out identities when
     test_fraction: float | None = None   # --data is the data it trained on, else all identities

@@ -1,5 +1,6 @@
 """`ninshiki verify train|val|enroll|identify` end to end on scikit-learn's digits (open set: 7, 8 and 9 are
-never trained on) and on tiny identity folders made from them."""
+never trained on nor validated on; 3 and 6, drawn with the seed, are the validation identities) and on tiny
+identity folders made from them."""
 import csv
 import json
 
@@ -18,6 +19,7 @@ from ninshiki.engine import checkpoint
 
 TRAIN = ["--test-classes", "7,8,9", "--epochs", "2", "--batches-per-epoch", "5", "--p", "4", "--k", "4",
          "--embedding-dim", "16", "--augment", "none", "--device", "cpu"]
+VAL_IDENTITIES = ["3", "6"]     # 0.2 of the 7 training identities (at least two), drawn with seed 0
 KEYS = {"auc", "eer", "tar@far=1e-2", "tar@far=1e-3", "best_acc", "best_acc_std", "threshold", "rank1"}
 
 
@@ -48,45 +50,53 @@ def _digit_folders(root, identities: dict[str, int], per_identity: int, *, offse
 
 def test_train_writes_weights_with_a_verify_record_pairs_log_and_metrics(run) -> None:
     for name in ("best.safetensors", "last.safetensors", "train_state.safetensors", "config.yaml", "log.csv",
-                 "curves.png", "pairs.txt", "metrics.json"):
+                 "curves.png", "val_pairs.txt", "metrics.json"):
         assert (run / name).is_file(), name
     record = checkpoint.read_record(run / "best.safetensors")
     assert record["task"] == "verify" and record["model"] == "triplet_resnet20" and record["metric"] == "cosine"
     assert record["channels"] == 1 and record["image_size"] == [8, 8] and record["embedding_dim"] == 16
     assert record["test_identities"] == ["7", "8", "9"] and record["model_kwargs"]["embedding_dim"] == 16
+    assert record["val_identities"] == VAL_IDENTITIES
     assert -1.0 <= record["threshold"] <= 1.0 and record["val_metrics"]["threshold"] == record["threshold"]
     assert set(load_file(run / "best.safetensors")) == set(load_file(run / "last.safetensors"))
     metrics = json.loads((run / "metrics.json").read_text())
-    assert KEYS <= set(metrics) and metrics["epochs"] == 2.0 and "rank5" not in metrics   # 3 test identities
+    assert KEYS <= set(metrics) and metrics["epochs"] == 2.0 and "rank5" not in metrics   # 2 val identities
     log = (run / "log.csv").read_text().splitlines()
     assert len(log) == 3 and "val_auc" in log[0] and "train_active_triplets" in log[0]
-    lines = (run / "pairs.txt").read_text().splitlines()
+    lines = (run / "val_pairs.txt").read_text().splitlines()
     assert lines[0].startswith("# ninshiki index pairs of digits") and len(lines) == 1 + 10 * 600
     labels = load_digits().target
     pairs = np.array([line.split() for line in lines[1:]], dtype=np.int64)        # (P, 4) a b same fold
-    assert np.isin(labels[pairs[:, :2]], [7, 8, 9]).all()                          # held-out identities only
+    assert np.isin(labels[pairs[:, :2]], [3, 6]).all()                             # validation identities only
     assert ((labels[pairs[:, 0]] == labels[pairs[:, 1]]) == pairs[:, 2]).all()
 
 
-def test_val_reproduces_training_and_its_auc_is_sklearns(run, tmp_path) -> None:
-    out = tmp_path / "val"
-    assert main(["verify", "val", "--data", "digits", "--weights", str(run / "best.safetensors"), "--device", "cpu",
+def test_val_tests_the_held_out_identities_and_reproduces_the_validation(run, tmp_path) -> None:
+    weights = ["--weights", str(run / "best.safetensors"), "--device", "cpu"]
+    test = tmp_path / "test"          # by default: the run's test identities, never seen in training
+    assert main(["verify", "val", "--data", "digits", *weights, "--out", str(test)]) == 0
+    labels = load_digits().target
+    pairs = np.array([line.split() for line in (test / "pairs.txt").read_text().splitlines()[1:]], dtype=np.int64)
+    assert np.isin(labels[pairs[:, :2]], [7, 8, 9]).all() and len(pairs) == 6000
+    out = tmp_path / "val"            # the validation identities give the metrics training chose best.safetensors by
+    assert main(["verify", "val", "--data", "digits", "--test-classes", ",".join(VAL_IDENTITIES), *weights,
                  "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == KEYS
     assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if k != "threshold")
     trained = json.loads((run / "metrics.json").read_text())
-    assert all(metrics[k] == trained[k] for k in KEYS)         # the run's held-out identities and pairs
+    assert all(metrics[k] == trained[k] for k in KEYS)         # the run's validation identities and pairs
+    assert json.loads((test / "metrics.json").read_text())["auc"] != metrics["auc"]
     with open(out / "scores.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6000 and list(rows[0]) == ["pair", "score", "same", "fold"]
     same, scores = [int(r["same"]) for r in rows], [float(r["score"]) for r in rows]
     assert metrics["auc"] == pytest.approx(roc_auc_score(same, scores), abs=1e-12)
     assert sorted({int(r["fold"]) for r in rows}) == list(range(10))
-    assert (out / "roc.png").is_file() and (out / "pairs.txt").read_text() == (run / "pairs.txt").read_text()
-    again = tmp_path / "again"         # the written pairs file gives the same evaluation
-    assert main(["verify", "val", "--data", "digits", "--pairs", str(run / "pairs.txt"), "--weights",
-                 str(run / "best.safetensors"), "--device", "cpu", "--out", str(again)]) == 0
+    assert (out / "roc.png").is_file() and (out / "pairs.txt").read_text() == (run / "val_pairs.txt").read_text()
+    again = tmp_path / "again"         # the written pairs file gives the same evaluation (rank-1: of --test-classes)
+    assert main(["verify", "val", "--data", "digits", "--test-classes", ",".join(VAL_IDENTITIES), "--pairs",
+                 str(run / "val_pairs.txt"), *weights, "--out", str(again)]) == 0
     assert json.loads((again / "metrics.json").read_text()) == metrics
 
 
@@ -125,6 +135,11 @@ def test_bad_pairs_lines_are_errors_naming_the_line(run, tmp_path, capsys) -> No
     assert main(["verify", "val", "--data", "digits", "--pairs", str(index), "--weights", weights,
                  "--out", str(tmp_path / "w")]) == 2
     assert "line 2: item 99999 is past the 1797 images" in capsys.readouterr().err
+    index.write_text("# ninshiki index pairs of the training split of fashion-mnist: item_a item_b same fold\n"
+                     "1 2 1 0\n")
+    assert main(["verify", "val", "--data", "digits", "--pairs", str(index), "--weights", weights,
+                 "--out", str(tmp_path / "w")]) == 2
+    assert "count items of the training split of fashion-mnist, but --data gives digits" in capsys.readouterr().err
 
 
 def test_a_model_of_another_task_is_a_clear_error(run, tmp_path, capsys) -> None:
@@ -191,22 +206,20 @@ def test_a_source_with_its_own_test_split_tests_on_its_test_identities(tmp_path)
     _digit_folders(root / "train", {"a": 0, "b": 1, "c": 2, "d": 3}, 5)
     _digit_folders(root / "test", {"a": 0, "b": 1, "c": 2, "d": 3}, 3, offset=5)
     data = load_verify_data(str(root), test_classes="c,3", test_fraction=None, image_size=8, channels=1)
-    assert data.test_identities == ["c", "d"] and len(data.train) == 10 and len(data.test.split) == 6
-    assert all("/train/" in p for p in data.train.paths) and all("/test/" in p for p in data.test.paths)
+    assert data.test_identities == ["c", "d"] and len(data.test.split) == 6
+    assert all("/test/" in p for p in data.test.paths)
     assert data.test.description.startswith("the test split of") and data.test.labels.tolist() == [2] * 3 + [3] * 3
     drawn = load_verify_data(str(root / "train"), test_classes=None, test_fraction=0.5, seed=3, image_size=8)
-    assert len(drawn.test_identities) == 2 and len(drawn.train) == 10 and len(drawn.test.split) == 10
+    assert len(drawn.test_identities) == 2 and len(drawn.test.split) == 10
+    assert set(labels_of(drawn.test.split).tolist()) == {drawn.classes.index(n) for n in drawn.test_identities}
     people = tmp_path / "people"                # train/ and test/ of different people: already split
     _digit_folders(people / "train", {"a": 0, "b": 1, "c": 2}, 4)
     _digit_folders(people / "test", {"x": 3, "y": 4}, 3)
     split = load_verify_data(str(people), test_classes=None, test_fraction=0.25, image_size=8)
-    assert split.test_identities == ["x", "y"] and len(split.train) == 12 and len(split.test.split) == 6
-    assert sorted(set(labels_of(split.train).tolist())) == [0, 1, 2]
+    assert split.test_identities == ["x", "y"] and len(split.test.split) == 6
     assert load_verify_data(str(people), test_classes="y", test_fraction=None, image_size=8).test_identities == ["y"]
     with pytest.raises(ValueError, match="'e' is neither a class name nor an index below 4"):
         load_verify_data(str(root), test_classes="a,e", test_fraction=None, image_size=8)
-    with pytest.raises(ValueError, match="every identity is held out"):
-        load_verify_data(str(root), test_classes="all", test_fraction=None, image_size=8)
 
 
 def test_resume_after_an_interruption_ends_with_the_same_weights(run, tmp_path, monkeypatch) -> None:
@@ -271,7 +284,7 @@ def test_training_starts_from_a_classifiers_trunk_or_a_verify_run(run, tmp_path)
     assert all(np.array_equal(tuned[k].numpy(), v.numpy()) for k, v in trained.items() if not k.startswith("head.3"))
     detector = tmp_path / "detector.safetensors"
     checkpoint.save_weights(detector, classifier.state_dict(), {"task": "detect", "model": "yolov1"})
-    with pytest.raises(ValueError, match="need at least two test identities, got 1"):
-        build_setup(VerifyTrainConfig(data="digits", test_classes="9"), runtime)
+    with pytest.raises(ValueError, match="validation pairs need at least two identities, got 1"):
+        build_setup(VerifyTrainConfig(data="digits", test_classes="8,9", val_classes="7"), runtime)
     with pytest.raises(ValueError, match="holds a 'detect' model; verify train starts from"):
         build_setup(VerifyTrainConfig(data="digits", test_classes="8,9", weights=str(detector)), runtime)

@@ -1,4 +1,4 @@
-"""`ninshiki verify val`, and the open-set data of `verify train`: which identities train, which test.
+"""`ninshiki verify val`, and the test identities of the open-set split (`verify_split` loads the training side).
 
 Open-set protocol (as LFW's): the test identities are never seen in training. A source with its own split
 of the same classes (Fashion-MNIST's official test set, ``train/`` + ``test/`` class folders) trains on the
@@ -53,7 +53,6 @@ class EvalSide:
 @dataclass
 class VerifyData:
     classes: list[str]
-    train: Dataset | None                # the training identities' images (None when not asked for)
     test: EvalSide | None                # None without test identities
     test_identities: list[str]
     channels: int
@@ -76,8 +75,11 @@ def take(split: Dataset, indices: np.ndarray) -> Dataset:
     raise TypeError(f"cannot take a subset of a {type(split).__name__}")
 
 
-def resolve_classes(spec: str, classes: list[str]) -> list[str]:
-    """``"all"`` or comma-separated class names or indices (a name wins over an index) -> class names."""
+def resolve_classes(spec: str, classes: list[str], *, what: str = "test_classes") -> list[str]:
+    """``"all"`` or comma-separated class names or indices (a name wins over an index) -> class names.
+
+    `what` names the option in error messages.
+    """
     if spec.strip().lower() == "all":
         return list(classes)
     names = []
@@ -88,10 +90,10 @@ def resolve_classes(spec: str, classes: list[str]) -> list[str]:
             names.append(classes[int(token)])
         else:
             shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
-            raise ValueError(f"test_classes: {token!r} is neither a class name nor an index below {len(classes)} "
+            raise ValueError(f"{what}: {token!r} is neither a class name nor an index below {len(classes)} "
                              f"(classes: {shown})")
     if not names:
-        raise ValueError(f"test_classes: no class given in {spec!r}")
+        raise ValueError(f"{what}: no class given in {spec!r}")
     return sorted(set(names), key=classes.index)
 
 
@@ -99,6 +101,15 @@ def draw_classes(classes: list[str], fraction: float, seed: int) -> list[str]:
     """A seeded random `fraction` of the classes (at least one, leaving at least one), in class order."""
     _, test = split_identities(np.arange(len(classes)), fraction=fraction, seed=seed)
     return [classes[i] for i in test]
+
+
+def choose_test_identities(classes: list[str], *, test_classes: str | None, test_fraction: float | None, seed: int,
+                           all_by_default: bool = False) -> list[str]:
+    """`test_classes` (names, indices or "all") wins over `test_fraction`; neither (or a zero fraction) gives
+    none, unless `all_by_default` (a folder of other people than the training folder's)."""
+    if test_classes or all_by_default:
+        return resolve_classes(test_classes or "all", classes)
+    return draw_classes(classes, test_fraction, seed) if test_fraction else []
 
 
 def _disjoint_folders(source: str) -> tuple[Path, Path] | None:
@@ -115,36 +126,24 @@ def _disjoint_folders(source: str) -> tuple[Path, Path] | None:
 
 def load_verify_data(source: str, *, test_classes: str | None, test_fraction: float | None, seed: int = 0,
                      data_root: str | None = None, image_size: int | tuple[int, int] | None = None,
-                     channels: int | None = None, strict: bool = False, memory_limit_mb: int = 2048,
-                     train: bool = True) -> VerifyData:
-    """Load a classification source and split it by identity (see the module docstring).
+                     channels: int | None = None, strict: bool = False, memory_limit_mb: int = 2048) -> VerifyData:
+    """Load the test identities' images of a classification source (see the module docstring).
 
     `test_classes` (names, indices or "all") wins over `test_fraction`; neither (or a zero fraction) means
     no test identities. ``train/`` and ``test/`` folders of different people are already split: every test
-    identity (or those `test_classes` names) is tested, every training identity trained on. `train=False`
-    leaves the training side out.
+    identity (or those `test_classes` names) is tested. `verify_split.load_train_data` loads the training side
+    of the same split.
     """
     from ninshiki.data.datasets import load_classification_data
 
-    def load(what: str):
-        return load_classification_data(what, data_root=data_root, val_split=0.0, image_size=image_size,
-                                        channels=channels, seed=seed, strict=strict, memory_limit_mb=memory_limit_mb)
-
     folders = _disjoint_folders(source)
-    data = load(str(folders[1]) if folders else source)
-    train_data = load(str(folders[0])) if folders and train else data
+    data = load_classification_data(str(folders[1]) if folders else source, data_root=data_root, val_split=0.0,
+                                    image_size=image_size, channels=channels, seed=seed, strict=strict,
+                                    memory_limit_mb=memory_limit_mb)
     classes = list(data.classes)
-    if test_classes or folders:
-        test = resolve_classes(test_classes or "all", classes)
-    else:
-        test = draw_classes(classes, test_fraction, seed) if test_fraction else []
-    if train and not folders and len(test) == len(classes):
-        raise ValueError(f"{source}: every identity is held out for testing; leave some for training")
+    test = choose_test_identities(classes, test_classes=test_classes, test_fraction=test_fraction, seed=seed,
+                                  all_by_default=folders is not None)
     codes = np.array([classes.index(name) for name in test], dtype=np.int64)
-    train_split = None
-    if train:
-        held = codes if not folders else np.empty(0, np.int64)
-        train_split = take(train_data.train, np.flatnonzero(~np.isin(labels_of(train_data.train), held)))
     side = None
     if len(test):
         source_split = data.val if data.val is not None else data.train
@@ -155,8 +154,7 @@ def load_verify_data(source: str, *, test_classes: str | None, test_fraction: fl
         where = (f"the {'test' if data.val_is_test else 'validation'} split of {source}" if data.val is not None
                  else data.source or source)
         side = EvalSide(split, labels_of(split), classes, getattr(split, "paths", None), source_split, index, where)
-    return VerifyData(classes, train_split, side, test, data.channels, data.image_size,
-                      list(data.skipped) + (list(train_data.skipped) if train_data is not data else []))
+    return VerifyData(classes, side, test, data.channels, data.image_size, list(data.skipped))
 
 
 def generate_pairs(labels: np.ndarray, *, per_fold: int, folds: int, seed: int) -> IndexPairs:
@@ -204,8 +202,17 @@ def write_eval_pairs(path: Path, pairs: IndexPairs, side: EvalSide) -> None:
 
 
 def is_index_pairs(path: Path) -> bool:
+    return index_pairs_source(path) is not None
+
+
+def index_pairs_source(path: Path) -> str | None:
+    """The split an index pairs file counts items of ("the test split of fashion-mnist"), from its header;
+    None when the file is not an index pairs file."""
     with open(path, encoding="utf-8-sig", errors="replace") as f:
-        return f.readline().startswith(INDEX_HEADER)
+        first = f.readline()
+    if not first.startswith(INDEX_HEADER):
+        return None
+    return first[len(INDEX_HEADER):].removeprefix(" of ").rpartition(":")[0].strip()
 
 
 def read_index_pairs(path: Path, num_items: int) -> IndexPairs:
@@ -270,7 +277,7 @@ def evaluate(config: VerifyEvalConfig) -> dict[str, float]:
         data = load_verify_data(config.data, test_classes=test_classes, test_fraction=fraction, seed=config.seed,
                                 data_root=config.data_root, image_size=embedder.image_size,
                                 channels=embedder.channels, strict=config.strict,
-                                memory_limit_mb=config.memory_limit_mb, train=False)
+                                memory_limit_mb=config.memory_limit_mb)
         side = data.test
     plan = _plan(config, side, embedder)
     embeddings, kept = embedder.embed_parts(plan.parts, runtime, batch_size=config.batch_size,
@@ -325,6 +332,10 @@ def _plan(config: VerifyEvalConfig, side: EvalSide | None, embedder: Embedder) -
     if is_index_pairs(path):
         if side is None:
             raise ValueError(f"{path}: index pairs name images of a built-in data set; give it with --data")
+        written_for = index_pairs_source(path)
+        if written_for and written_for != side.description:
+            raise ValueError(f"{path}: the pairs count items of {written_for}, but --data gives {side.description}"
+                             " (a training run's val_pairs.txt names training images)")
         pairs = read_index_pairs(path, len(side.source))
         rows = np.union1d(side.source_index, np.r_[pairs.a, pairs.b])                 # (R,) sorted
         remapped = IndexPairs(np.searchsorted(rows, pairs.a), np.searchsorted(rows, pairs.b), pairs.same, pairs.fold)

@@ -1,11 +1,13 @@
 """`ninshiki verify train`: an embedding network (FaceNet-style) trained with the triplet or contrastive loss on
-P x K batches of the training identities, validated every epoch on held-out identities (open set).
+P x K batches of the training identities, validated every epoch on held-out validation identities (open set;
+`verify_split` splits the identities three ways and never reads the test identities' images).
 
 The learning rate warms up linearly, then follows a cosine to zero, stepped every iteration; with
 `--time-limit` the number of epochs is re-planned after each from the pace so far and the schedule stretched
-to fit (as the detection trainer does). Every epoch writes last.safetensors (best.safetensors when the key
-metric improved) with a record that `verify val|enroll|identify` need nothing beside, including the
-validation's accuracy-maximising threshold, and train_state.safetensors for `--resume`.
+to fit (as the detection trainer does). Every epoch writes last.safetensors (and best.safetensors when the
+key metric improved on the validation identities, or every epoch without validation) with a record that
+`verify val|enroll|identify` need nothing beside, including the validation's accuracy-maximising threshold,
+and train_state.safetensors for `--resume`.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ninshiki.api.verify_eval import EvalSide, VerifyData, generate_pairs, labels_of, load_verify_data, write_eval_pairs
+from ninshiki.api.verify_eval import EvalSide, generate_pairs, labels_of, write_eval_pairs
+from ninshiki.api.verify_split import TrainData, describe_identities, load_train_data
 from ninshiki.config import parse_model_kwargs, resolve_resume, to_yaml
 from ninshiki.config_verify import VerifyTrainConfig
 from ninshiki.data.pk_sampler import PKSampler
@@ -57,10 +60,11 @@ class VerifySetup:
     ctx: VerifyStepContext
     batches: MemoryBatches | StreamBatches
     sampler: PKSampler
-    test: EvalSide | None                # held-out identities' images
-    pairs: IndexPairs | None             # validation pairs over `test`'s rows
+    val: EvalSide | None                 # the validation identities' images
+    pairs: IndexPairs | None             # validation pairs over `val`'s rows
     record: dict[str, Any]               # written into every weights file
     skipped: list[str] = field(default_factory=list)
+    identities: str = ""                 # which identities train, validate and test, for the log
 
 
 def _model_kwargs(config: VerifyTrainConfig) -> dict[str, Any]:
@@ -105,11 +109,12 @@ def _normalizer(record: dict[str, Any], train, channels: int) -> Normalizer:
     return Normalizer.fit(torch.stack(images))
 
 
-def _record(config: VerifyTrainConfig, data: VerifyData, normalizer: Normalizer) -> dict[str, Any]:
+def _record(config: VerifyTrainConfig, data: TrainData, normalizer: Normalizer) -> dict[str, Any]:
     return {"model": config.model, "model_kwargs": _model_kwargs(config), "task": "verify",
             "image_size": list(data.image_size), "channels": data.channels, "mean": list(normalizer.mean),
             "std": list(normalizer.std), "embedding_dim": config.embedding_dim, "metric": "cosine",
-            "data": config.data, "test_identities": list(data.test_identities)}
+            "data": config.data, "test_identities": list(data.test_identities),
+            "val_identities": list(data.val_identities)}
 
 
 def _sampler(config: VerifyTrainConfig, labels: np.ndarray) -> PKSampler:
@@ -137,10 +142,11 @@ def build_setup(config: VerifyTrainConfig, runtime: Runtime) -> VerifySetup:
     _check_model(config.model)      # before the data is loaded
     torch.manual_seed(config.seed)
     start = checkpoint.read_record(config.weights) if config.weights else {}
-    data = load_verify_data(config.data, test_classes=config.test_classes, test_fraction=config.test_fraction,
-                            seed=config.seed, data_root=config.data_root, image_size=config.image_size,
-                            channels=start.get("channels") if start.get("task") == "verify" else None,
-                            strict=config.strict, memory_limit_mb=config.memory_limit_mb)
+    data = load_train_data(config.data, test_classes=config.test_classes, test_fraction=config.test_fraction,
+                           val_classes=config.val_classes, val_fraction=config.val_fraction, seed=config.seed,
+                           data_root=config.data_root, image_size=config.image_size,
+                           channels=start.get("channels") if start.get("task") == "verify" else None,
+                           strict=config.strict, memory_limit_mb=config.memory_limit_mb)
     normalizer = _normalizer(start, data.train, data.channels)
     bare = _build_model(config, data.channels, start).to(runtime.device)
     if runtime.channels_last:
@@ -153,10 +159,11 @@ def build_setup(config: VerifyTrainConfig, runtime: Runtime) -> VerifySetup:
     ctx = VerifyStepContext(model=model, bare=bare, optimizer=optimizer, scheduler=scheduler, normalizer=normalizer,
                             runtime=runtime, clip_grad=config.clip_grad)
     pairs = None
-    if data.test is not None:
-        pairs = generate_pairs(data.test.labels, per_fold=config.pairs_per_fold, folds=config.folds, seed=config.seed)
+    if data.val is not None:
+        pairs = generate_pairs(data.val.labels, per_fold=config.pairs_per_fold, folds=config.folds, seed=config.seed)
     return VerifySetup(config, runtime, ctx, make_batches(data.train, runtime, workers=config.workers), sampler,
-                       data.test, pairs, _record(config, data, normalizer), list(data.skipped))
+                       data.val, pairs, _record(config, data, normalizer), list(data.skipped),
+                       describe_identities(data))
 
 
 def set_schedule(setup: VerifySetup, epochs: int) -> None:
@@ -176,18 +183,18 @@ def set_schedule(setup: VerifySetup, epochs: int) -> None:
 
 
 def validate(setup: VerifySetup) -> dict[str, float]:
-    """Verification metrics on the validation pairs and rank-k identification of the held-out identities."""
+    """Verification metrics on the validation pairs and rank-k identification of the validation identities."""
     from ninshiki.metrics.verification import VerificationMetric
 
-    assert setup.test is not None and setup.pairs is not None
+    assert setup.val is not None and setup.pairs is not None
     full_precision = replace(setup.runtime, amp_dtype=None)   # the embeddings (and threshold) `verify val` gets
-    embeddings, kept, skipped = embed_split(setup.ctx.bare, setup.test.split, setup.ctx.normalizer, full_precision,
+    embeddings, kept, skipped = embed_split(setup.ctx.bare, setup.val.split, setup.ctx.normalizer, full_precision,
                                             workers=setup.config.workers)
     setup.skipped += [m for m in skipped if m not in setup.skipped]
     scores, used = score_pairs(embeddings, setup.pairs, kept=kept)
     metric = VerificationMetric()
     metric.update(scores, setup.pairs.same[used], setup.pairs.fold[used])
-    return {**metric.compute(), **rank_metrics(embeddings, setup.test.labels, kept=kept,
+    return {**metric.compute(), **rank_metrics(embeddings, setup.val.labels, kept=kept,
                                                per_identity=setup.config.gallery_per_identity)}
 
 
@@ -210,7 +217,7 @@ def run_epoch(setup: VerifySetup, epoch: int, progress: VerifyProgress, deadline
     progress.train_seconds += time.perf_counter() - start
     row = {"epoch": float(epoch + 1), "lr": ctx.scheduler.get_last_lr()[0], **row,
            "epoch_time_s": time.perf_counter() - start}
-    metrics = validate(setup) if setup.test is not None else {}
+    metrics = validate(setup) if setup.val is not None else {}
     row.update({f"val_{k}": v for k, v in metrics.items()})
     return {**row, "_metrics": metrics}, stopped
 
@@ -238,8 +245,8 @@ def fit(setup: VerifySetup, progress: VerifyProgress) -> VerifyProgress:
         metrics = row.pop("_metrics")
         progress.epoch += 1
         progress.history.append(row)
-        score = metrics[cfg.key_metric] if metrics else -row.get("train_loss", math.inf)  # no validation: train loss
-        improved = progress.best_score is None or score > progress.best_score
+        score = metrics[cfg.key_metric] if metrics else -row.get("train_loss", math.inf)
+        improved = not metrics or progress.best_score is None or score > progress.best_score  # no validation: last
         if improved:
             progress.best_score, progress.best_epoch = score, progress.epoch
             progress.best_metrics = metrics or {"train_loss": row.get("train_loss", math.nan)}
@@ -307,8 +314,8 @@ def train(config: VerifyTrainConfig) -> dict[str, float]:
     out = Path(config.out)
     progress = restore(setup, out) if config.resume else VerifyProgress()
     write_text(out / "config.yaml", to_yaml(config))
-    if setup.pairs is not None and setup.test is not None:
-        write_eval_pairs(out / "pairs.txt", setup.pairs, setup.test)
+    if setup.pairs is not None and setup.val is not None:
+        write_eval_pairs(out / "val_pairs.txt", setup.pairs, setup.val)
     _announce(setup, progress)
     progress = fit(setup, progress)
     metrics = {**progress.best_metrics, "best_epoch": float(progress.best_epoch), "epochs": float(progress.epoch),
@@ -322,13 +329,13 @@ def _announce(setup: VerifySetup, progress: VerifyProgress) -> None:
     params = sum(p.numel() for p in model.parameters()) / 1e6
     what = f"resuming at epoch {progress.epoch + 1}" if progress.epoch else "training"
     loss = f"{cfg.loss} loss{f' ({cfg.mining})' if cfg.loss == 'triplet' else ''}, margin {model.margin:g}"
-    held = (f"validating on {len(setup.test.labels)} images of {len(np.unique(setup.test.labels))} held-out "
-            f"identities, {len(setup.pairs)} pairs" if setup.test is not None and setup.pairs is not None
-            else "no held-out identities: no validation")
+    held = (f"validating on {len(setup.val.labels)} images of {len(np.unique(setup.val.labels))} validation "
+            f"identities, {len(setup.pairs)} pairs" if setup.val is not None and setup.pairs is not None
+            else "no validation identities: best.safetensors = last")
     print(f"{what} {cfg.model} ({params:.2f}M params, {cfg.embedding_dim}-d, {loss}) on {cfg.data}: "
           f"{len(setup.batches)} images of {setup.sampler.num_identities} training identities, "
           f"{setup.sampler.p} x {cfg.k} batches, {len(setup.sampler)} per epoch; {held}; {rt.device} "
-          f"{'bf16' if rt.amp_dtype is torch.bfloat16 else 'fp32'}", file=sys.stderr, flush=True)
+          f"{'bf16' if rt.amp_dtype is torch.bfloat16 else 'fp32'}\n{setup.identities}", file=sys.stderr, flush=True)
 
 
 def _write_results(setup: VerifySetup, progress: VerifyProgress, metrics: dict[str, float], out: Path) -> None:
@@ -337,7 +344,7 @@ def _write_results(setup: VerifySetup, progress: VerifyProgress, metrics: dict[s
     if setup.skipped:
         write_text(out / "skipped.txt", "\n".join(setup.skipped) + "\n")
         print(f"skipped {len(setup.skipped)} unreadable file(s); listed in {out / 'skipped.txt'}", file=sys.stderr)
-    best = (f"AUC {metrics['auc']:.4f}, accuracy {metrics['best_acc']:.4f} at epoch {progress.best_epoch}"
+    best = (f"validation AUC {metrics['auc']:.4f}, accuracy {metrics['best_acc']:.4f} at epoch {progress.best_epoch}"
             if "auc" in metrics else "done")
     print(f"{best}; results in {out}", flush=True)
 
