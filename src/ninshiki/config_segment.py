@@ -25,6 +25,7 @@ class SegmentTrainConfig:
     scale_min: float = 0.5               # random rescale range of training images (before the crop)
     scale_max: float = 2.0
     max_size: int | None = None          # validation: images whose longer side exceeds this are scaled down
+                                         # (recorded: val and predict default to it)
     epochs: int = 30
     time_limit: float | None = None      # seconds of training; epochs are re-planned after each to fit it
     batch_size: int = 8
@@ -75,7 +76,7 @@ class SegmentEvalConfig:
     model: str | None = None             # checked against the weights' own record when given
     weights: str = ""
     crf_iterations: int | None = None    # CRF models: mean-field iterations at test time (None: as trained)
-    max_size: int | None = None          # images whose longer side exceeds this are scaled down
+    max_size: int | None = None          # images whose longer side exceeds this are scaled down (None: training's)
     batch_size: int = 8
     save_images: int = 8                 # image / ground truth / prediction rows drawn in OUT/samples.png
     device: str = "auto"
@@ -95,7 +96,7 @@ class SegmentPredictConfig:
     model: str | None = None
     weights: str = ""
     crf_iterations: int | None = None
-    max_size: int | None = None
+    max_size: int | None = None          # as in val
     batch_size: int = 4
     save_masks: bool = True              # class-map PNGs (VOC palette) besides the drawn overlays
     save_images: bool = True             # overlays with a legend (or a drawn video)

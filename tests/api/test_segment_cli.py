@@ -121,6 +121,24 @@ def test_resume_continues_to_the_planned_epochs(shapes: Path, tmp_path: Path) ->
     _check_run(run, "fcn8s_small", 2)
 
 
+def test_val_and_predict_reuse_the_training_max_size(shapes: Path, tmp_path: Path) -> None:
+    """A model trained on half-size images is validated on half-size images; val and predict default to that."""
+    run = tmp_path / "half"
+    assert main(["segment", "train", "--data", str(shapes), "--model", "fcn8s_small", *RUN, "--scale-min", "0.5",
+                 "--scale-max", "0.5", "--max-size", "32", "--epochs", "1", "--out", str(run)]) == 0
+    assert checkpoint.read_record(run / "best.safetensors")["max_size"] == 32
+    trained = json.loads((run / "metrics.json").read_text())
+    assert main(["segment", "val", "--data", str(shapes), "--weights", str(run / "best.safetensors"),
+                 "--workers", "0", "--out", str(tmp_path / "v")]) == 0
+    scored = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert all(scored[key] == pytest.approx(trained[key], abs=1e-6) for key in SCORES)
+    assert main(["segment", "predict", "--source", str(shapes / "images" / "val"), "--weights",
+                 str(run / "best.safetensors"), "--out", str(tmp_path / "p")]) == 0
+    masks = sorted((tmp_path / "p").rglob("*.png"))
+    with Image.open(next(m for m in masks if "mask" in m.as_posix())) as mask:
+        assert mask.size == (64, 64)   # predictions come back at the original size
+
+
 def _scores_from_maps(predicted: Path, truth: Path) -> tuple[dict[str, float], np.ndarray]:
     """mIoU and friends (FCN paper, section 5) from class-map PNGs and the data's own mask PNGs."""
     k = len(CLASSES)

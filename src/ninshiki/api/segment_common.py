@@ -19,13 +19,15 @@ class TrainedSegmenter:
     colours: list[tuple[int, int, int]] | None
     image_size: int
     crf: bool
+    max_size: int | None = None   # training's validation max_size: val and predict default to it
 
 
 def segmenter_record(*, model: str, model_kwargs: dict[str, Any], classes: list[str],
                      colours: list[tuple[int, int, int]] | None, image_size: int, ignore_index: int,
-                     crf: bool, crf_iterations: int) -> dict[str, Any]:
-    """What every segmentation weights file says about itself, so val and predict need nothing else."""
-    return {"model": model, "model_kwargs": model_kwargs, "task": "segment", "classes": list(classes),
+                     crf: bool, crf_iterations: int, max_size: int | None = None) -> dict[str, Any]:
+    """What every segmentation weights file says about itself, so val and predict need nothing else
+    (`max_size`: the longer side images were scaled down to for validation, which val and predict reuse)."""
+    return {"max_size": int(max_size) if max_size else None, "model": model, "model_kwargs": model_kwargs, "task": "segment", "classes": list(classes),
             "colours": [list(map(int, c)) for c in colours] if colours else None, "image_size": int(image_size),
             "ignore_index": int(ignore_index), "crf": bool(crf), "crf_iterations": int(crf_iterations)}
 
@@ -69,7 +71,7 @@ def load_segmenter(weights: str, model: str | None = None, crf_iterations: int |
         net.crf.eval_iterations = crf_iterations
     colours = [tuple(c) for c in record["colours"]] if record.get("colours") else None
     return TrainedSegmenter(net.eval(), record["model"], list(record["classes"]), colours,
-                            int(record["image_size"]), bool(record.get("crf")))
+                            int(record["image_size"]), bool(record.get("crf")), record.get("max_size"))
 
 
 def write_segmentation_report(out: Path, metric: Any, scores: dict[str, float], classes: list[str]) -> None:

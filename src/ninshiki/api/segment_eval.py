@@ -35,7 +35,8 @@ def evaluate(config: SegmentEvalConfig) -> dict[str, float]:
         raise ValueError(f"{config.weights} was trained on classes {trained.classes}, but {config.data} has "
                          f"{data.classes}")
     model = trained.model.to(runtime.device)
-    dataset = SegmentationDataset(split, eval_transform(max_size=config.max_size), cache_images=False,
+    max_size = config.max_size if config.max_size is not None else trained.max_size   # as validated in training
+    dataset = SegmentationDataset(split, eval_transform(max_size=max_size), cache_images=False,
                                   keep_original_mask=True)
     loader = segmentation_loader(dataset, batch_size=config.batch_size, shuffle=False, workers=config.workers)
     metric = SegmentationMetric(data.classes, ignore_index=split.ignore_index)

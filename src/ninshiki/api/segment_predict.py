@@ -70,6 +70,7 @@ def predict(config: SegmentPredictConfig) -> list[dict[str, Any]]:
     runtime = make_runtime(device=config.device, amp="off", channels_last="off")
     trained = load_segmenter(config.weights, config.model, config.crf_iterations)
     model = trained.model.to(runtime.device)
+    max_size = config.max_size if config.max_size is not None else trained.max_size   # as validated in training
     colours = _colours(trained)
     out = Path(config.out)
     records: list[dict[str, Any]] = []
@@ -81,7 +82,7 @@ def predict(config: SegmentPredictConfig) -> list[dict[str, Any]]:
             skipped += batch.skipped
             if not batch.images:
                 continue
-            for offset, labels in enumerate(segment_images(model, batch.images, runtime.device, config.max_size)):
+            for offset, labels in enumerate(segment_images(model, batch.images, runtime.device, max_size)):
                 name = batch.names[offset]
                 records.append(_record(labels, name, trained.classes))
                 _save_outputs(config, out, batch, offset, labels, trained.classes, colours, writers)

@@ -105,7 +105,7 @@ def build_setup(config: SegmentTrainConfig, runtime: Runtime) -> DetectSetup:
     record = segmenter_record(model=config.model, model_kwargs=parse_model_kwargs(config.model_kwargs),
                               classes=data.classes, colours=data.colours, image_size=size,
                               ignore_index=data.train.ignore_index, crf=config.crf,
-                              crf_iterations=config.crf_iterations)
+                              crf_iterations=config.crf_iterations, max_size=config.max_size)
     return DetectSetup(config, runtime, ctx, train_loader, val_loader, steps, lambda: None, [], record, data,
                        validate=validate_segmenter, key_metric="miou")
 
