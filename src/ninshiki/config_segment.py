@@ -75,6 +75,8 @@ class SegmentEvalConfig:
     val_fraction: float = 0.1
     model: str | None = None             # checked against the weights' own record when given
     weights: str = ""
+    crf: bool = False                    # plain weights: refine with CRF-as-RNN at its initial parameters
+                                         # (a dense CRF as post-processing; CRF weights always run theirs)
     crf_iterations: int | None = None    # CRF models: mean-field iterations at test time (None: as trained)
     max_size: int | None = None          # images whose longer side exceeds this are scaled down (None: training's)
     batch_size: int = 8
@@ -95,6 +97,7 @@ class SegmentPredictConfig:
     source: str = ""                     # an image, a folder, a glob, or a video file
     model: str | None = None
     weights: str = ""
+    crf: bool = False                    # as in val
     crf_iterations: int | None = None
     max_size: int | None = None          # as in val
     batch_size: int = 4

@@ -139,6 +139,25 @@ def test_val_and_predict_reuse_the_training_max_size(shapes: Path, tmp_path: Pat
         assert mask.size == (64, 64)   # predictions come back at the original size
 
 
+def test_a_dense_crf_refines_plain_weights_at_test_time(shapes: Path, segnet: Path, tmp_path: Path) -> None:
+    """`--crf` on plain weights: CRF-as-RNN at its initial parameters on top; 0 iterations leave the logits."""
+    weights = str(segnet / "best.safetensors")
+    runs = {}
+    for name, flags in {"plain": [], "crf0": ["--crf", "--crf-iterations", "0"], "crf3": ["--crf", "--crf-iterations",
+                                                                                           "3"]}.items():
+        assert main(["segment", "val", "--data", str(shapes), "--weights", weights, "--workers", "0", *flags,
+                     "--out", str(tmp_path / name)]) == 0
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert all(runs["crf0"][key] == runs["plain"][key] for key in SCORES)
+    assert 0.0 <= runs["crf3"]["miou"] <= 1.0
+    from ninshiki.api.segment_common import load_segmenter
+    refined = load_segmenter(weights, crf_iterations=3, add_crf=True)
+    assert refined.crf and refined.model.crf.eval_iterations == 3 and not load_segmenter(weights).crf
+    assert main(["segment", "predict", "--source", str(shapes / "images" / "val"), "--weights", weights, "--crf",
+                 "--out", str(tmp_path / "p")]) == 0
+    assert any("mask" in m.as_posix() for m in (tmp_path / "p").rglob("*.png"))
+
+
 def _scores_from_maps(predicted: Path, truth: Path) -> tuple[dict[str, float], np.ndarray]:
     """mIoU and friends (FCN paper, section 5) from class-map PNGs and the data's own mask PNGs."""
     k = len(CLASSES)

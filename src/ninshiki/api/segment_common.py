@@ -60,18 +60,23 @@ def build_segmenter(name: str, *, num_classes: int, model_kwargs: dict[str, Any]
     return model
 
 
-def load_segmenter(weights: str, model: str | None = None, crf_iterations: int | None = None) -> TrainedSegmenter:
+def load_segmenter(weights: str, model: str | None = None, crf_iterations: int | None = None, *,
+                   add_crf: bool = False) -> TrainedSegmenter:
+    """Trained weights with their record. `add_crf` puts CRF-as-RNN at its initial parameters (the dense CRF's
+    usual settings) on top of a plain segmenter, as test-time post-processing; weights trained with the CRF
+    keep their own."""
     from ninshiki.api.weights_record import read_task_record
 
     record = read_task_record(weights, task="segment", model=model)
+    crf = bool(record.get("crf")) or add_crf
     net = build_segmenter(record["model"], num_classes=len(record["classes"]),
-                          model_kwargs=record.get("model_kwargs", {}), crf=bool(record.get("crf")),
+                          model_kwargs=record.get("model_kwargs", {}), crf=crf,
                           crf_iterations=int(record.get("crf_iterations", 5)), weights=weights)
-    if record.get("crf") and crf_iterations is not None:
+    if crf and crf_iterations is not None:
         net.crf.eval_iterations = crf_iterations
     colours = [tuple(c) for c in record["colours"]] if record.get("colours") else None
     return TrainedSegmenter(net.eval(), record["model"], list(record["classes"]), colours,
-                            int(record["image_size"]), bool(record.get("crf")), record.get("max_size"))
+                            int(record["image_size"]), crf, record.get("max_size"))
 
 
 def write_segmentation_report(out: Path, metric: Any, scores: dict[str, float], classes: list[str]) -> None:

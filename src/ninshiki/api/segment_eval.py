@@ -26,7 +26,7 @@ def evaluate(config: SegmentEvalConfig) -> dict[str, float]:
 
     require(config, "data", "weights")
     runtime = make_runtime(device=config.device, amp="auto", channels_last="auto")
-    trained = load_segmenter(config.weights, config.model, config.crf_iterations)
+    trained = load_segmenter(config.weights, config.model, config.crf_iterations, add_crf=config.crf)
     data = load_segmentation_data(config.data, split_seed=config.seed, val_fraction=config.val_fraction)
     split = data.val if config.split == "val" else data.train
     if split is None or not split.items:

@@ -68,7 +68,7 @@ def predict(config: SegmentPredictConfig) -> list[dict[str, Any]]:
 
     require(config, "source", "weights")
     runtime = make_runtime(device=config.device, amp="off", channels_last="off")
-    trained = load_segmenter(config.weights, config.model, config.crf_iterations)
+    trained = load_segmenter(config.weights, config.model, config.crf_iterations, add_crf=config.crf)
     model = trained.model.to(runtime.device)
     max_size = config.max_size if config.max_size is not None else trained.max_size   # as validated in training
     colours = _colours(trained)
