@@ -24,6 +24,7 @@ class SegmentTrainConfig:
     image_size: int | None = None        # side of the square training crops; None = the model's own
     scale_min: float = 0.5               # random rescale range of training images (before the crop)
     scale_max: float = 2.0
+    rotate: float = 0.0                  # random rotation of training images, up to this many degrees either way
     max_size: int | None = None          # validation: images whose longer side exceeds this are scaled down
                                          # (recorded: val and predict default to it)
     epochs: int = 30
@@ -62,6 +63,8 @@ class SegmentTrainConfig:
                         crf_iterations=self.crf_iterations, scale_min=self.scale_min)
         if self.scale_max < self.scale_min:
             raise ValueError(f"scale_max ({self.scale_max}) is below scale_min ({self.scale_min})")
+        if not 0.0 <= self.rotate <= 180.0:
+            raise ValueError(f"rotate is a largest rotation in degrees, in [0, 180], got {self.rotate}")
         if self.time_limit is not None:
             _check_positive(time_limit=self.time_limit)
         parse_model_kwargs(self.model_kwargs)

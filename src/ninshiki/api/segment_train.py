@@ -44,7 +44,8 @@ def _loaders(config: SegmentTrainConfig, data: Any, size: int):
     from ninshiki.data.segmentation.dataset import SegmentationDataset, segmentation_loader
     from ninshiki.data.segmentation.transforms import eval_transform, train_transform
 
-    train_set = SegmentationDataset(data.train, train_transform(size, scale=(config.scale_min, config.scale_max)),
+    train_set = SegmentationDataset(data.train, train_transform(size, scale=(config.scale_min, config.scale_max),
+                                                    rotate=config.rotate),
                                     cache_images=config.cache_images)
     persistent = segmentation_loader(train_set, batch_size=config.batch_size, shuffle=True, workers=config.workers,
                                      generator=torch.Generator(), drop_last=len(train_set) > config.batch_size)

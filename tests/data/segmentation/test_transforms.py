@@ -106,6 +106,31 @@ def test_mask_resize_never_invents_classes() -> None:
         assert resized.shape == size and set(resized.unique().tolist()) == {0, 3, 7, IGNORE_INDEX}
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_train_rotation_keeps_image_and_mask_together(seed: int) -> None:
+    torch.manual_seed(seed)
+    image, mask = checkerboard_pair()
+    out, target, _ = train_transform(48, scale=(1.0, 1.0), rotate=180.0, photometric=False)(image, mask)
+    assert set(target.unique().tolist()) <= {0, 3, IGNORE_INDEX}
+    # a rotated edge blends over up to sqrt(2) px: two pixels in from every edge, the image is the class's colour
+    inside, outside = interior(interior(target == 3)), interior(interior(target == 0))
+    assert int(inside.sum()) > 0 and int(outside.sum()) > 0
+    assert bool((out[0][inside] > 0.75).all()) and bool((out[0][outside] < 0.25).all())
+    entered = interior(target == IGNORE_INDEX)   # corners rotated in from outside the frame: black, ignored
+    assert bool((out[:, entered] == 0).all())
+
+
+def test_train_rotation_of_a_centred_disc_keeps_its_area() -> None:
+    y, x = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    disc = ((y - 31.5) ** 2 + (x - 31.5) ** 2 < 20 ** 2).to(torch.uint8)
+    image, mask = (disc * 255).expand(3, 64, 64).contiguous(), disc * 2
+    for seed in range(4):
+        torch.manual_seed(seed)
+        _, target, _ = train_transform(64, scale=(1.0, 1.0), rotate=90.0, photometric=False)(image, mask)
+        assert abs(int((target == 2).sum()) - int(disc.sum())) <= 8   # a rotated disc is the same disc
+        assert int((target == IGNORE_INDEX).sum()) > 0                  # some corners came in from outside
+
+
 def test_train_rejects_bad_inputs() -> None:
     image, mask = square_pair()
     with pytest.raises(ValueError, match="mask"):
@@ -116,6 +141,8 @@ def test_train_rejects_bad_inputs() -> None:
         train_transform(32, hflip=2.0)
     with pytest.raises(ValueError, match="scale"):
         train_transform(32, scale=(2.0, 1.0))
+    with pytest.raises(ValueError, match="rotate"):
+        train_transform(32, rotate=200.0)
 
 
 def test_eval_leaves_images_within_max_size_alone() -> None:

@@ -6,7 +6,7 @@ step. Images are resized bilinearly with antialiasing, masks with nearest neighb
 centres map to pixel centres, as the bilinear resize of the image does, so edges stay aligned).
 
 - `train_transform(size)`: the augmentation of FCN / PSPNet / DeepLab training: a random rescale (0.5-2x),
-  a horizontal flip, a light colour jitter on the image only, then a size x size window. Where the rescaled
+  optionally a random rotation (PSPNet's +-10 degrees; `rotate`), a horizontal flip, a light colour jitter on the image only, then a size x size window. Where the rescaled
   image is smaller than the window it is padded at the bottom and right (image 0, mask `ignore_index`), so
   the image content is always the window's top-left `Placement.valid_size`.
 - `eval_transform()`: the image as it is (downscaled only when its longer side exceeds `max_size`); the
@@ -74,13 +74,16 @@ class SegmentationTrainTransform:
     """
 
     def __init__(self, *, size: int, scale: tuple[float, float] = (0.5, 2.0), hflip: float = 0.5,
-                 photometric: bool = True, ignore_index: int = IGNORE_INDEX) -> None:
+                 photometric: bool = True, rotate: float = 0.0, ignore_index: int = IGNORE_INDEX) -> None:
         if size < 1:
             raise ValueError(f"size must be a positive number of pixels, got {size}")
         if not 0 < scale[0] <= scale[1]:
             raise ValueError(f"scale must be a range (low, high) with 0 < low <= high, got {scale}")
         if not 0.0 <= hflip <= 1.0:
             raise ValueError(f"hflip is a probability in [0, 1], got {hflip}")
+        if not 0.0 <= rotate <= 180.0:
+            raise ValueError(f"rotate is the largest rotation in degrees, in [0, 180], got {rotate}")
+        self.rotate = float(rotate)
         self.size, self.scale, self.hflip = int(size), (float(scale[0]), float(scale[1])), float(hflip)
         self.ignore_index, self.multiple = int(ignore_index), MULTIPLE
         # light jitter: segmentation labels colours rarely; strong distortions hurt on small sets
@@ -94,6 +97,8 @@ class SegmentationTrainTransform:
         factor = low + (high - low) * float(torch.rand(()))
         scaled = (max(1, round(height * factor)), max(1, round(width * factor)))
         image, mask = resize_pair(image, mask.to(torch.uint8), scaled)
+        if self.rotate:
+            image, mask = self._rotated(image, mask)
         if float(torch.rand(())) < self.hflip:
             image, mask = image.flip(-1), mask.flip(-1)
         # the window: random where the image is larger than it, its top-left otherwise (padding follows)
@@ -110,9 +115,17 @@ class SegmentationTrainTransform:
         return (TF.to_dtype(image, torch.float32, scale=True), target,
                 Placement(factor, (win_h, win_w), (int(height), int(width))))
 
+    def _rotated(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Rotate about the centre by an angle drawn from [-rotate, rotate] (PSPNet's augmentation), in place:
+        corners that leave the frame are cut, those that enter it are image 0 and mask `ignore_index`."""
+        angle = self.rotate * (2.0 * float(torch.rand(())) - 1.0)
+        image = TF.rotate(image, angle, interpolation=v2.InterpolationMode.BILINEAR, fill=0)
+        mask = TF.rotate(mask[None], angle, interpolation=v2.InterpolationMode.NEAREST, fill=self.ignore_index)[0]
+        return image, mask
+
     def __repr__(self) -> str:
         return (f"SegmentationTrainTransform(size={self.size}, scale={self.scale}, hflip={self.hflip}, "
-                f"photometric={self.jitter is not None})")
+                f"photometric={self.jitter is not None}, rotate={self.rotate})")
 
 
 class SegmentationEvalTransform:
@@ -143,11 +156,12 @@ class SegmentationEvalTransform:
 
 
 def train_transform(size: int, *, scale: tuple[float, float] = (0.5, 2.0), hflip: float = 0.5,
-                    photometric: bool = True, ignore_index: int = IGNORE_INDEX) -> SegmentationTrainTransform:
-    """The training augmentation: rescale by a factor drawn uniformly from `scale`, flip with probability
-    `hflip`, jitter colours when `photometric`, and cut a `size` x `size` window (padded where needed, the
-    mask with `ignore_index`)."""
-    return SegmentationTrainTransform(size=size, scale=scale, hflip=hflip, photometric=photometric,
+                    photometric: bool = True, rotate: float = 0.0,
+                    ignore_index: int = IGNORE_INDEX) -> SegmentationTrainTransform:
+    """The training augmentation: rescale by a factor drawn uniformly from `scale`, rotate by up to `rotate`
+    degrees either way, flip with probability `hflip`, jitter colours when `photometric`, and cut a
+    `size` x `size` window (padded where needed, the mask with `ignore_index`)."""
+    return SegmentationTrainTransform(size=size, scale=scale, hflip=hflip, photometric=photometric, rotate=rotate,
                                       ignore_index=ignore_index)
 
 
