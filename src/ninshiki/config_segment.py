@@ -82,6 +82,8 @@ class SegmentEvalConfig:
                                          # (a dense CRF as post-processing; CRF weights always run theirs)
     crf_iterations: int | None = None    # CRF models: mean-field iterations at test time (None: as trained)
     max_size: int | None = None          # images whose longer side exceeds this are scaled down (None: training's)
+    tta: bool = False                    # average mirrored and rescaled passes (before any CRF and the arg-max)
+    tta_scales: str = "0.75,1,1.25"      # with --tta: factors on top of max_size's scaling
     batch_size: int = 8
     save_images: int = 8                 # image / ground truth / prediction rows drawn in OUT/samples.png
     device: str = "auto"
@@ -92,6 +94,7 @@ class SegmentEvalConfig:
     def __post_init__(self) -> None:
         _check_choice("split", self.split, ("val", "train"))
         _check_positive(batch_size=self.batch_size)
+        parse_scales(self.tta_scales)
 
 
 @dataclass
@@ -103,6 +106,8 @@ class SegmentPredictConfig:
     crf: bool = False                    # as in val
     crf_iterations: int | None = None
     max_size: int | None = None          # as in val
+    tta: bool = False                    # as in val
+    tta_scales: str = "0.75,1,1.25"
     batch_size: int = 4
     save_masks: bool = True              # class-map PNGs (VOC palette) besides the drawn overlays
     save_images: bool = True             # overlays with a legend (or a drawn video)
@@ -112,6 +117,7 @@ class SegmentPredictConfig:
 
     def __post_init__(self) -> None:
         _check_positive(batch_size=self.batch_size, video_stride=self.video_stride)
+        parse_scales(self.tta_scales)
 
 
 @dataclass
@@ -131,3 +137,14 @@ class InstanceEvalConfig(DetectEvalConfig):
 class InstancePredictConfig(DetectPredictConfig):
     """`ninshiki instance predict`."""
     out: str = "runs/instance-predict"
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """"0.75,1,1.25" -> (0.75, 1.0, 1.25); a clear error for anything else."""
+    try:
+        scales = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--tta-scales takes comma-separated positive numbers like 0.75,1,1.25, got {text!r}") from None
+    if not scales or not all(0.1 <= s <= 4.0 for s in scales):
+        raise ValueError(f"--tta-scales takes comma-separated scales between 0.1 and 4, got {text!r}")
+    return scales

@@ -158,6 +158,24 @@ def test_a_dense_crf_refines_plain_weights_at_test_time(shapes: Path, segnet: Pa
     assert any("mask" in m.as_posix() for m in (tmp_path / "p").rglob("*.png"))
 
 
+def test_test_time_augmentation_in_val_and_predict(shapes: Path, segnet: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`--tta` averages mirrored and rescaled passes (under the CRF with `--crf`); bad scales are named."""
+    weights = str(segnet / "best.safetensors")
+    val = ["segment", "val", "--data", str(shapes), "--weights", weights, "--workers", "0"]
+    runs = {}
+    for name, flags in {"plain": [], "tta": ["--tta"], "tta_crf": ["--tta", "--crf", "--crf-iterations", "2"]}.items():
+        assert main([*val, *flags, "--out", str(tmp_path / name)]) == 0
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert 0.0 <= runs[name]["miou"] <= 1.0 and (tmp_path / name / "samples.png").is_file()
+    assert runs["tta"]["miou"] != runs["plain"]["miou"] or runs["tta"]["pixel_acc"] != runs["plain"]["pixel_acc"]
+    assert main(["segment", "predict", "--source", str(shapes / "images" / "val"), "--weights", weights, "--tta",
+                 "--tta-scales", "0.5,1", "--out", str(tmp_path / "p")]) == 0
+    assert len(json.loads((tmp_path / "p" / "predictions.json").read_text())) == 4
+    assert main([*val, "--tta", "--tta-scales", "1,x", "--out", str(tmp_path / "bad")]) == 2
+    assert "--tta-scales" in capsys.readouterr().err
+
+
 def _scores_from_maps(predicted: Path, truth: Path) -> tuple[dict[str, float], np.ndarray]:
     """mIoU and friends (FCN paper, section 5) from class-map PNGs and the data's own mask PNGs."""
     k = len(CLASSES)

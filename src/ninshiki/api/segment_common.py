@@ -79,6 +79,14 @@ def load_segmenter(weights: str, model: str | None = None, crf_iterations: int |
                             int(record["image_size"]), crf, record.get("max_size"))
 
 
+def test_time_model(trained: TrainedSegmenter, *, tta: bool, tta_scales: str) -> nn.Module:
+    """The trained model, or with `tta` the same averaged over mirrored and rescaled inputs (under its CRF)."""
+    from ninshiki.config_segment import parse_scales
+    from ninshiki.models.segment.tta import with_test_time_augmentation
+
+    return with_test_time_augmentation(trained.model, scales=parse_scales(tta_scales)) if tta else trained.model
+
+
 def write_segmentation_report(out: Path, metric: Any, scores: dict[str, float], classes: list[str]) -> None:
     """metrics.json, the per-class IoU table (CSV and Markdown) and the per-class IoU bars."""
     from ninshiki.metrics.segmentation import write_per_class_iou

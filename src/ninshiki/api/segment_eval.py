@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ninshiki.api.segment_common import load_segmenter, write_segmentation_report
+from ninshiki.api.segment_common import load_segmenter, test_time_model, write_segmentation_report
 from ninshiki.config import to_yaml
 from ninshiki.config_detect import require
 from ninshiki.config_segment import SegmentEvalConfig
@@ -34,7 +34,7 @@ def evaluate(config: SegmentEvalConfig) -> dict[str, float]:
     if data.classes != trained.classes:
         raise ValueError(f"{config.weights} was trained on classes {trained.classes}, but {config.data} has "
                          f"{data.classes}")
-    model = trained.model.to(runtime.device)
+    model = test_time_model(trained, tta=config.tta, tta_scales=config.tta_scales).to(runtime.device)
     max_size = config.max_size if config.max_size is not None else trained.max_size   # as validated in training
     dataset = SegmentationDataset(split, eval_transform(max_size=max_size), cache_images=False,
                                   keep_original_mask=True)

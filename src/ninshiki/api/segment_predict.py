@@ -18,7 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ninshiki.api.detect_predict import drawn_name
-from ninshiki.api.segment_common import load_segmenter
+from ninshiki.api.segment_common import load_segmenter, test_time_model
 from ninshiki.config import to_yaml
 from ninshiki.config_detect import require
 from ninshiki.config_segment import SegmentPredictConfig
@@ -69,7 +69,7 @@ def predict(config: SegmentPredictConfig) -> list[dict[str, Any]]:
     require(config, "source", "weights")
     runtime = make_runtime(device=config.device, amp="off", channels_last="off")
     trained = load_segmenter(config.weights, config.model, config.crf_iterations, add_crf=config.crf)
-    model = trained.model.to(runtime.device)
+    model = test_time_model(trained, tta=config.tta, tta_scales=config.tta_scales).to(runtime.device)
     max_size = config.max_size if config.max_size is not None else trained.max_size   # as validated in training
     colours = _colours(trained)
     out = Path(config.out)
