@@ -26,8 +26,11 @@ def run_segment_demo(root: Path, *, seconds: float = 60.0, device: str = "auto",
     if data is None or not (data / "classes.csv").exists():
         data = synth_detect(root / "shapes", train=300, val=60, image_size=DEMO_SIZE, seed=0, progress=False)
     print(f"ninshiki demo: training {DEMO_SEGMENTER} for {seconds:.0f} s on generated shapes ({data})", flush=True)
-    train(SegmentTrainConfig(data=str(data), model=DEMO_SEGMENTER, image_size=DEMO_SIZE, epochs=200,
-                             time_limit=seconds, batch_size=8, lr=2e-3, val_every=1000, workers=0, device=device,
+    # The low-resolution recipe of benchmarks/segment_time_to_miou.py, scaled to these 256 px images: half-side
+    # crops of images scaled by 0.375-0.75, validation at 0.75 scale (recorded, so val and predict reuse it).
+    train(SegmentTrainConfig(data=str(data), model=DEMO_SEGMENTER, image_size=DEMO_SIZE // 2, scale_min=0.375,
+                             scale_max=0.75, max_size=DEMO_SIZE * 3 // 4, epochs=200, time_limit=seconds,
+                             batch_size=8, lr=1e-3, val_every=1000, workers=0, device=device,
                              out=str(root / "train")))
     weights = str(root / "train" / "best.safetensors")
     metrics = evaluate(SegmentEvalConfig(data=str(data), weights=weights, workers=0, device=device,
