@@ -25,3 +25,30 @@ def test_warmup_then_cosine_to_zero() -> None:
 def test_step_schedule() -> None:
     f = lr_factor(schedule="step", total_steps=100, warmup_steps=0, steps_per_epoch=10, step_epochs=3, gamma=0.1)
     assert f(29) == 1.0 and math.isclose(f(30), 0.1) and math.isclose(f(60), 0.01)
+
+
+def test_cpu_steps_are_fused_and_equal_the_per_tensor_update() -> None:
+    """On the CPU the optimizers use PyTorch's fused kernels (faster); the update is the per-tensor one's."""
+    for name in ("adamw", "sgd"):
+        torch.manual_seed(0)
+        # no bias before the batch norm: its gradient is rounding noise, which Adam scales up to full steps
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 6 * 6, 2))
+        reference = [p.detach().clone() for p in model.parameters()]
+        optimizer = make_optimizer(model, name=name, lr=0.1, weight_decay=0.01)
+        assert all(group["fused"] for group in optimizer.param_groups)
+        shadow = [p.detach().clone().requires_grad_() for p in reference]
+        by_id = {id(p): s for p, s in zip(model.parameters(), shadow)}
+        plain_groups = [{"params": [by_id[id(p)] for p in group["params"]], "weight_decay": group["weight_decay"]}
+                        for group in optimizer.param_groups]
+        plain = (torch.optim.AdamW(plain_groups, lr=0.1) if name == "adamw"
+                 else torch.optim.SGD(plain_groups, lr=0.1, momentum=0.9, nesterov=True))
+        names = [n for n, _ in model.named_parameters()]
+        for _ in range(3):
+            x = torch.randn(4, 3, 8, 8)
+            for params, opt in ((list(model.parameters()), optimizer), (shadow, plain)):
+                out = torch.func.functional_call(model, dict(zip(names, params)), x)
+                opt.zero_grad()
+                out.square().mean().backward()
+                opt.step()
+        for fused, per_tensor in zip(model.parameters(), shadow):
+            torch.testing.assert_close(fused, per_tensor, rtol=1e-5, atol=1e-6)
