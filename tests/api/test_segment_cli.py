@@ -169,6 +169,12 @@ def test_test_time_augmentation_in_val_and_predict(shapes: Path, segnet: Path, t
         runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
         assert 0.0 <= runs[name]["miou"] <= 1.0 and (tmp_path / name / "samples.png").is_file()
     assert runs["tta"]["miou"] != runs["plain"]["miou"] or runs["tta"]["pixel_acc"] != runs["plain"]["pixel_acc"]
+    # val's scores are those of predict's class maps with the same flags, recomputed independently
+    assert main(["segment", "predict", "--source", str(shapes / "images" / "val"), "--weights", weights, "--tta",
+                 "--out", str(tmp_path / "p_tta")]) == 0
+    expected, _ = _scores_from_maps(tmp_path / "p_tta" / "masks", shapes / "masks" / "val")
+    for key, value in expected.items():
+        assert runs["tta"][key] == pytest.approx(value, abs=1e-9, nan_ok=True), key
     assert main(["segment", "predict", "--source", str(shapes / "images" / "val"), "--weights", weights, "--tta",
                  "--tta-scales", "0.5,1", "--out", str(tmp_path / "p")]) == 0
     assert len(json.loads((tmp_path / "p" / "predictions.json").read_text())) == 4

@@ -87,8 +87,8 @@ class SegmentationTrainTransform:
         self.size, self.scale, self.hflip = int(size), (float(scale[0]), float(scale[1])), float(hflip)
         self.ignore_index, self.multiple = int(ignore_index), MULTIPLE
         # light jitter: segmentation labels colours rarely; strong distortions hurt on small sets. No hue: its
-        # RGB -> HSV -> RGB round trip costs three times the rest of the transform, in the loader's workers
-        # that share the CPU with training.
+        # RGB -> HSV -> RGB round trip cost more than the rest of the transform together (1.8 of 2.9 ms per
+        # 160 px crop), in loader workers that share the CPU with training.
         self.jitter = v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2) if photometric else None
 
     def __call__(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Placement]:

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
+from ninshiki.data.segmentation.transforms import MULTIPLE  # what the loaders pad batches to
 from ninshiki.models.segment.common import SemanticSegmenter
 from ninshiki.structures import SegmentationOutput
 
-MULTIPLE = 32
 DEFAULT_SCALES = (0.75, 1.0, 1.25)
 
 
